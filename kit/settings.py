@@ -1,0 +1,51 @@
+"""Where the kit keeps things and the defaults it uses, read when called.
+
+>>> get_settings().home   # $KIT_HOME, else ~/.local/share/kit
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STARTER_NAME = "smollm2:135m"
+
+
+def _default_threads() -> int:
+    # llama.cpp runs best on physical cores; without psutil guess half the
+    # logical ones (hyper-threading), never fewer than one.
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except Exception:  # psutil missing or unable to tell
+        n = None
+    return max(1, n or (os.cpu_count() or 2) // 2 or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    default_model: str = STARTER_NAME
+    n_ctx: int = 2048
+    n_threads: int = 2
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.home / "models.json"
+
+
+def get_settings() -> Settings:
+    """Read KIT_HOME, KIT_MODEL, KIT_THREADS and KIT_CTX now (never at import)."""
+    env = os.environ
+    home = Path(env.get("KIT_HOME") or Path.home() / ".local" / "share" / "kit")
+    return Settings(
+        home=home.expanduser(),
+        default_model=env.get("KIT_MODEL", STARTER_NAME),
+        n_ctx=int(env.get("KIT_CTX", "2048")),
+        n_threads=int(env.get("KIT_THREADS") or _default_threads()),
+    )
