@@ -1,0 +1,36 @@
+# The two commands a newcomer needs:
+#   make workshop   set everything up, then open JupyterLab on the first notebook
+#   make test       run the whole test suite (kit modules + every notebook)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+KIT    := $(VENV)/bin/kit
+
+.PHONY: setup workshop test bench clean
+
+setup: $(VENV)/.installed
+	$(KIT) setup
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@echo "Installing the kit and its packages (the first time, llama-cpp-python compiles llama.cpp: about 10 minutes)..."
+	$(PY) -m pip install -e ".[test]"
+	touch $@
+
+workshop: setup
+	$(KIT) doctor || true
+	$(VENV)/bin/jupyter lab notebooks/00_setup_check.ipynb
+
+# pytest exits 5 when it collected nothing: that is a broken suite, say so.
+test: $(VENV)/.installed
+	@$(PY) -m pytest --nbval-lax -p no:cacheprovider tests notebooks; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken"; fi; \
+	exit $$rc
+
+bench: setup
+	$(PY) benchmarks/foundation.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from kit.cli import main
+import sys
+sys.exit(main())

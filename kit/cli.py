@@ -1,0 +1,246 @@
+"""The `kit` command: Ollama-style verbs over the same functions as the notebooks."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kit.errors import KitError
+
+HELP_CHAT = """Commands:
+  /set temperature 0.2   change a sampling setting (temperature, top_p, top_k,
+                         min_p, repeat_penalty, seed, max_tokens)
+  /set system TEXT       set the system prompt (clears the conversation)
+  /clear                 forget the conversation
+  /bye                   leave (Ctrl-D works too; Ctrl-C stops an answer)
+  /help                  this help"""
+
+
+def _sampling_args(p):
+    g = p.add_argument_group("sampling")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-p", type=float)
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--min-p", type=float)
+    g.add_argument("--repeat-penalty", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--max-tokens", type=int)
+    g.add_argument("--stop", action="append", help="stop string (repeatable)")
+
+
+def _load_args(p):
+    p.add_argument("--ctx", type=int, help="context size in tokens (default 2048)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--gpu-layers", type=int, default=0, help="-1 = all")
+    p.add_argument("--force", action="store_true", help="load even if it may not fit")
+
+
+def _sampling(a) -> dict:
+    keys = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
+            "max_tokens")
+    out = {k: getattr(a, k) for k in keys}
+    if a.stop:
+        out["stop"] = tuple(a.stop)
+    return out
+
+
+def _load(a, quiet=False):
+    from kit.engines import load
+
+    return load(a.model, n_ctx=a.ctx, n_threads=a.threads, n_gpu_layers=a.gpu_layers,
+                check_fit=not a.force, quiet=quiet)
+
+
+def cmd_doctor(a) -> int:
+    from kit.hardware import format_report, run_checks
+
+    checks = run_checks(hub_timeout=a.timeout)
+    if a.json:
+        print(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        print(format_report(checks))
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+def cmd_setup(a) -> int:
+    from kit.store import install_starter
+
+    install_starter(force=a.force)
+    return 0
+
+
+def cmd_list(a) -> int:
+    from kit.modelfile import human_size
+    from kit.store import list_models
+
+    rows = list_models()
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No models yet. Run `kit setup` to install the starter model.")
+        return 0
+    print(f"{'NAME':<24} {'SIZE':>8}  {'QUANT':<8} PATH")
+    for r in rows:
+        print(f"{r['name']:<24} {human_size(r['size']):>8}  {r['quantization']:<8} "
+              f"{r['path']}")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from kit.modelfile import human_size, read_facts
+    from kit.store import resolve
+
+    facts = read_facts(resolve(a.model).path)
+    if a.json:
+        print(json.dumps(facts.to_dict(), indent=2))
+        return 0
+    print(facts.summary())
+    for row in facts.quant_summary:
+        d = row if isinstance(row, dict) else row.__dict__
+        print(f"  {d['type']:<8} {d['tensors']:>4} tensors  {human_size(d['bytes']):>8}")
+    return 0
+
+
+def cmd_run(a) -> int:
+    prompt = a.prompt if a.prompt is not None else sys.stdin.read()
+    model = _load(a, quiet=a.json)
+    if a.raw:
+        stream = model.generate(prompt, **_sampling(a))
+    else:
+        stream = model.chat([{"role": "user", "content": prompt}], **_sampling(a))
+    if a.json:
+        text = stream.text
+        print(json.dumps({"model": model.name, "answer": text,
+                          "stats": stream.stats.to_dict()}, ensure_ascii=False))
+        return 0
+    try:
+        for piece in stream:
+            print(piece, end="", flush=True)
+    except KeyboardInterrupt:
+        stream.cancel()
+    print()
+    for note in stream.stats.notices:
+        print(note, file=sys.stderr)
+    print(stream.stats.line(), file=sys.stderr)
+    return 0
+
+
+def _chat_set(conv, opts, line) -> str:
+    from kit.engines.base import Sampling
+
+    parts = line.split(None, 2)
+    if len(parts) < 3:
+        return "Usage: /set NAME VALUE  (see /help)"
+    key, value = parts[1], parts[2]
+    if key == "system":
+        conv.system = value
+        conv.clear()
+        return "System prompt set; conversation cleared."
+    casts = {"top_k": int, "seed": int, "max_tokens": int}
+    if key not in {"temperature", "top_p", "min_p", "repeat_penalty", *casts}:
+        return f"Unknown setting {key!r}. See /help."
+    try:
+        new = {**opts, key: casts.get(key, float)(value)}
+        Sampling.make(**new)  # validate now, so a typo is caught at /set
+    except (ValueError, KitError) as exc:
+        return f"Not set: {exc}"
+    opts.clear()
+    opts.update(new)
+    return f"Set {key} to {value}."
+
+
+def cmd_chat(a) -> int:
+    from kit.chat import Conversation
+
+    model = _load(a)
+    conv = Conversation(system=a.system or "")
+    opts = {k: v for k, v in _sampling(a).items() if v is not None}
+    print("Chatting with", model.name, "- type /help for commands, /bye to leave.")
+    while True:
+        try:
+            line = input(">>> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not line:
+            continue
+        if line.startswith("/"):
+            cmd = line.split()[0]
+            if cmd in ("/bye", "/exit", "/quit"):
+                return 0
+            if cmd == "/clear":
+                conv.clear()
+                print("Conversation cleared.")
+            elif cmd == "/set":
+                print(_chat_set(conv, opts, line))
+            else:
+                print(HELP_CHAT)
+            continue
+        conv.add("user", line)
+        try:
+            stream = model.chat(conv.fit(model), **opts)
+            for note in conv.notices:
+                print(f"[{note}]")
+            conv.notices.clear()
+            for piece in stream:
+                print(piece, end="", flush=True)
+        except KeyboardInterrupt:
+            stream.cancel()
+        except KitError as exc:
+            conv.turns.pop()
+            print(f"Error: {exc}")
+            continue
+        print()
+        conv.add("assistant", stream.text)
+        print(f"[{stream.stats.line()}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kit", description="Run open language models "
+                                "on your own computer.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = sub.add_parser("doctor", help="check this machine")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--timeout", type=float, default=2.0, help="Hub check timeout (s)")
+    d.set_defaults(func=cmd_doctor)
+    s = sub.add_parser("setup", help="install and verify the starter model")
+    s.add_argument("--force", action="store_true", help="fetch it again")
+    s.set_defaults(func=cmd_setup)
+    ls = sub.add_parser("list", help="installed models")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    i = sub.add_parser("info", help="facts about a model, without loading it")
+    i.add_argument("model", nargs="?", default=None)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    r = sub.add_parser("run", help="answer one prompt, streaming")
+    r.add_argument("model")
+    r.add_argument("prompt", nargs="?")
+    r.add_argument("--json", action="store_true", help="answer and figures as JSON")
+    r.add_argument("--raw", action="store_true", help="plain completion, no chat template")
+    _sampling_args(r)
+    _load_args(r)
+    r.set_defaults(func=cmd_run)
+    c = sub.add_parser("chat", help="talk with a model in the terminal")
+    c.add_argument("model", nargs="?", default=None)
+    c.add_argument("--system", help="system prompt")
+    _sampling_args(c)
+    _load_args(c)
+    c.set_defaults(func=cmd_chat)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KitError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

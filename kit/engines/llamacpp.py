@@ -1,0 +1,180 @@
+"""The llama.cpp engine, through llama-cpp-python: load, generate, chat.
+
+>>> eng = LlamaCppEngine("smollm2:135m", path, n_ctx=2048, n_threads=2)
+>>> print("".join(eng.generate("Paris is", max_tokens=10)))
+"""
+from __future__ import annotations
+
+import codecs
+import time
+
+from kit.engines.base import Engine, Sampling, StopScanner, Stream
+from kit.errors import EngineMissing, KitError, PromptTooLong
+
+# Used when a model file has no chat template of its own; we say so.
+FALLBACK_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
+    "<|im_start|>assistant\n{% endif %}"
+)
+
+
+def import_llama_cpp():
+    try:
+        import llama_cpp
+    except Exception as exc:  # ImportError, or OSError from the native library
+        raise EngineMissing(
+            "llama-cpp-python",
+            f"it failed with: {exc}; it compiles llama.cpp, so it needs a C++ "
+            "compiler, or use conda-forge's prebuilt package",
+        ) from exc
+    return llama_cpp
+
+
+def gpu_offload_supported() -> bool:
+    return bool(import_llama_cpp().llama_supports_gpu_offload())
+
+
+class LlamaCppEngine(Engine):
+    engine_name = "llama.cpp"
+    capabilities = {"chat_template": True, "gpu_offload": True, "streaming": True}
+
+    def __init__(self, name, path, n_ctx=2048, n_threads=2, n_gpu_layers=0,
+                 seed=None, use_mmap=True):
+        super().__init__(name, path, n_ctx)
+        llama_cpp = import_llama_cpp()
+        self.n_threads, self.n_gpu_layers = n_threads, n_gpu_layers
+        self.load_s = 0.0
+        t0 = time.perf_counter()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers,
+                seed=seed if seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
+                use_mmap=use_mmap, verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise KitError(
+                f"llama.cpp could not load {path}: {exc}. The file may be for a "
+                "newer llama.cpp (upgrade: `pip install -U llama-cpp-python`) or "
+                "damaged (download it again)."
+            ) from exc
+        self.load_s = time.perf_counter() - t0
+        self.on_gpu = n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
+        meta = self.llm.metadata or {}
+        self.chat_template = meta.get("tokenizer.chat_template")
+        self._formatter = None
+
+    # -- tokens -----------------------------------------------------------
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=special)
+
+    def detokenize(self, tokens) -> str:
+        return self.llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    # -- chat template ----------------------------------------------------
+    def format_chat(self, messages: list[dict]) -> str:
+        """The exact text the model sees for a conversation (its own template)."""
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            m = self.llm._model
+            eos, bos = self.llm.token_eos(), self.llm.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=self.chat_template or FALLBACK_TEMPLATE,
+                eos_token=m.token_get_text(eos) if eos != -1 else "",
+                bos_token=m.token_get_text(bos) if bos != -1 else "",
+            )
+        return self._formatter(messages=messages).prompt
+
+    # -- generation -------------------------------------------------------
+    def generate(self, prompt, sampling=None, **kw) -> Stream:
+        s = Sampling.make(sampling, **kw)
+        return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream))
+
+    def chat(self, messages, sampling=None, **kw) -> Stream:
+        s = Sampling.make(sampling, **kw)
+        text = self.format_chat(messages)
+        # The template already writes any BOS token as text: parse specials.
+        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        bos = self.llm.token_bos()
+        if bos != -1 and (not tokens or tokens[0] != bos) and self.llm._model.add_bos_token():
+            tokens = [bos] + tokens
+
+        def run(stream):
+            if not self.chat_template:
+                stream.stats.notices.append(
+                    "This model file has no chat template; used a generic one.")
+            yield from self._run(tokens, s, stream)
+
+        return Stream(run)
+
+    def _run(self, tokens: list[int], s: Sampling, stream: Stream):
+        llm, st = self.llm, stream.stats
+        is_eog, vocab = import_llama_cpp().llama_vocab_is_eog, llm._model.vocab
+        n_prompt = len(tokens)
+        if n_prompt >= self.n_ctx:
+            raise PromptTooLong(n_prompt, self.n_ctx)
+        st.prompt_tokens = n_prompt
+        st.prompt_cached = max(0, _common_prefix(llm._input_ids, tokens) - 1)
+        if s.seed is not None:
+            llm.set_seed(s.seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        scanner = StopScanner(s.stop)
+        t0 = time.perf_counter()
+        t_first = t_last = None
+        reason = "length"
+        gen = llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
+                           temp=s.temperature, repeat_penalty=s.repeat_penalty)
+        try:
+            for token in gen:
+                t_last = time.perf_counter()
+                if t_first is None:
+                    t_first = t_last
+                if is_eog(vocab, token):
+                    reason = "eos"
+                    break
+                st.generated_tokens += 1
+                piece = scanner.feed(decoder.decode(llm.detokenize([token])))
+                if piece:
+                    yield piece
+                if scanner.hit:
+                    reason = "stop"
+                    break
+                if stream.cancelled:
+                    reason = "cancelled"
+                    break
+                if st.generated_tokens >= s.max_tokens:
+                    break
+                if n_prompt + st.generated_tokens >= self.n_ctx:
+                    reason = "context"
+                    break
+        finally:
+            gen.close()
+        tail = scanner.flush() + decoder.decode(b"", final=True) if not scanner.hit else ""
+        if tail:
+            yield tail
+        end = time.perf_counter()
+        st.stop_reason = reason
+        st.total_s = end - t0
+        st.ttft_s = (t_first or end) - t0
+        evaluated = n_prompt - st.prompt_cached
+        st.prompt_tps = evaluated / st.ttft_s if st.ttft_s > 0 else 0.0
+        if st.generated_tokens > 1 and t_last and t_last > t_first:
+            st.gen_tps = (st.generated_tokens - 1) / (t_last - t_first)
+        if reason == "context":
+            st.notices.append(f"Stopped: the context window ({self.n_ctx} tokens) "
+                              "is full. Load with a larger n_ctx for longer answers.")
+
+    def describe(self) -> str:
+        where = "GPU" if self.on_gpu else "CPU"
+        return f"{where}, {self.n_threads} threads, context {self.n_ctx}"
+
+
+def _common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
