@@ -101,8 +101,8 @@ def available_memory() -> tuple[int, int | None]:
         from kit.hardware import machine_facts
 
         gpus = machine_facts().get("gpus") or []
-        free = [g.get("memory_free") for g in gpus if g.get("memory_free")]
-        vram = int(free[0]) if free else None
+        free = [g.get("memory_free_mib") for g in gpus if g.get("memory_free_mib")]
+        vram = int(free[0]) * 1024 * 1024 if free else None
     except Exception:  # the GPU query is a nicety, never a reason to fail
         vram = None
     return psutil.virtual_memory().available, vram

@@ -284,8 +284,10 @@ def _check_memory(facts: dict) -> list[Check]:
         ram = Check("RAM", "WARN", "unknown (psutil is missing)", FIXES["psutil"])
     else:
         detail = f"{total / GIB:.1f} GiB total, {available / GIB:.1f} GiB free"
-        ram = (Check("RAM", "FAIL", detail, FIXES["ram_low"]) if available < 4 * GIB
-               else Check("RAM", "WARN", detail, FIXES["ram_small"]) if total < 8 * GIB
+        # 1 GiB free still runs the starter model; under 4 GiB only small ones.
+        ram = (Check("RAM", "FAIL", detail, FIXES["ram_low"]) if available < GIB
+               else Check("RAM", "WARN", detail, FIXES["ram_small"])
+               if total < 8 * GIB or available < 4 * GIB
                else Check("RAM", "OK", detail))
     free, folder = facts.get("disk_free"), facts.get("models_dir", "?")
     if free is None:

@@ -98,8 +98,10 @@ def test_python_version(version, status):
 
 
 def test_ram_verdicts_in_gib():
-    low = line(run_checks(facts=healthy(ram_available=2 * GIB)), "RAM")
-    assert low.status == "FAIL" and "2.0 GiB free" in low.detail and low.fix
+    low = line(run_checks(facts=healthy(ram_available=GIB // 2)), "RAM")
+    assert low.status == "FAIL" and "0.5 GiB free" in low.detail and low.fix
+    tight = line(run_checks(facts=healthy(ram_available=3 * GIB)), "RAM")
+    assert tight.status == "WARN" and "3.0 GiB free" in tight.detail
     small = line(run_checks(facts=healthy(ram_total=6 * GIB, ram_available=5 * GIB)),
                  "RAM")
     assert small.status == "WARN" and "6.0 GiB total" in small.detail
