@@ -18,7 +18,7 @@ import kit
 from kit.engines import unload_all
 from kit.store import resolve
 
-PROMPT = "Write a short story about a lighthouse keeper who finds a message."
+PROMPT = "Once upon a time, in a lighthouse by the sea, there lived"
 N_TOKENS, N_CTX, THREADS, REPS = 128, 2048, 2, 5
 SAMPLING = dict(temperature=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1)
 
@@ -34,6 +34,7 @@ def plain_loop(llm) -> float:
         n += 1
         if t_first is None:
             t_first = time.perf_counter()
+    assert n >= N_TOKENS - 1, f"plain loop stopped early ({n} tokens)"
     return (n - 1) / (time.perf_counter() - t_first)
 
 
@@ -42,6 +43,7 @@ def kit_loop(model) -> float:
     stream = model.generate(PROMPT, max_tokens=N_TOKENS, **SAMPLING)
     for _ in stream:
         pass
+    assert stream.stats.generated_tokens == N_TOKENS, stream.stats.line()
     return stream.stats.gen_tps
 
 
