@@ -228,7 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(c)
     _load_args(c)
     c.set_defaults(func=cmd_chat)
+    _register_command_modules(sub)
     return p
+
+
+def _register_command_modules(sub) -> None:
+    """Let each module in kit/commands/ add its verbs."""
+    import importlib
+    import pkgutil
+
+    import kit.commands
+
+    for info in sorted(pkgutil.iter_modules(kit.commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"kit.commands.{info.name}")
+        module.register(sub)
 
 
 def main(argv=None) -> int:
