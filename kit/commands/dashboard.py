@@ -1,0 +1,115 @@
+"""`kit dashboard NAME [--port N]`: a Voila dashboard on this computer only.
+
+>>> proc, url = start("chat")           # Voila on 127.0.0.1, a free port
+>>> url                                  # 'http://127.0.0.1:8866/'
+>>> proc.terminate()
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kit.errors import EngineMissing, KitError
+
+DASHBOARDS = {"chat": "chat with a model, streaming, with Stop and export",
+              "arena": "one prompt, models side by side, blind vote",
+              "benchmarks": "speed and quality plots",
+              "fit": "will a catalog model fit this computer, and why"}
+DEFAULT_PORT = 8866  # Voila's own default
+
+
+def dashboard_path(name: str) -> Path:
+    if name not in DASHBOARDS:
+        raise KitError(f"No dashboard named {name!r}. Choose one of: "
+                       f"{', '.join(DASHBOARDS)}.")
+    path = Path(__file__).resolve().parents[2] / "notebooks" / "dashboards" / f"{name}.ipynb"
+    if not path.is_file():
+        raise KitError(f"The dashboard notebook {path} is missing. Run `kit "
+                       "dashboard` from a copy of the kit's repository (the "
+                       "notebooks are not part of the installed package).")
+    return path
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(start: int = DEFAULT_PORT, tries: int = 50) -> int:
+    for port in range(start, start + tries):
+        if port_free(port):
+            return port
+    raise KitError(f"No free port between {start} and {start + tries - 1}: pass "
+                   "another one with --port.")
+
+
+def voila_command(path: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "voila", str(path), f"--port={port}",
+            "--no-browser", "--Voila.ip=127.0.0.1"]
+
+
+def start(name: str, port: int | None = None, timeout: float = 60, log=None):
+    """Start Voila on 127.0.0.1 for one dashboard; (process, URL) once it answers."""
+    import importlib.util
+
+    path = dashboard_path(name)
+    if importlib.util.find_spec("voila") is None:
+        raise EngineMissing("voila", "it serves the dashboards")
+    if port is None:
+        port = free_port()
+    elif not port_free(port):
+        raise KitError(f"Port {port} is in use: choose another with --port, or "
+                       "leave --port out to pick a free one.")
+    url = f"http://127.0.0.1:{port}/"
+    proc = subprocess.Popen(voila_command(path, port), stdout=log,
+                            stderr=subprocess.STDOUT if log else None,
+                            cwd=path.parent)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise KitError(f"Voila stopped at once (exit code {proc.returncode}); "
+                           "its messages are above. Check that `python -m voila "
+                           "--version` works.")
+        try:
+            # The root page renders the notebook; the static path answers at once.
+            with urllib.request.urlopen(url + "voila/static/", timeout=2):
+                pass
+            return proc, url
+        except urllib.error.HTTPError:
+            return proc, url  # it answered: the server is up
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise KitError(f"Voila did not answer on {url} within {timeout:.0f} s. Try "
+                   "again; if it repeats, run `python -m voila` to see why.")
+
+
+def cmd_dashboard(a) -> int:
+    proc, url = start(a.name, a.port)
+    print(f"Dashboard {a.name!r} ({DASHBOARDS[a.name]}) at {url}", flush=True)
+    print("Open it in a browser on this computer. Press Ctrl-C to stop.", flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(10)
+        return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("dashboard", help="open a Voila dashboard "
+                              "(" + ", ".join(DASHBOARDS) + ")")
+    p.add_argument("name", choices=list(DASHBOARDS), metavar="NAME",
+                   help="; ".join(f"{k}: {v}" for k, v in DASHBOARDS.items()))
+    p.add_argument("--port", type=int, help=f"port (default: {DEFAULT_PORT} or "
+                   "the next free one)")
+    p.set_defaults(func=cmd_dashboard)

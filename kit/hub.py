@@ -1,0 +1,407 @@
+"""Find GGUF models on the Hugging Face Hub and download them, verified.
+
+Everything goes through the real huggingface_hub client. Settings are read
+when called: HF_ENDPOINT (a mirror), HF_HOME / HF_HUB_CACHE (the shared
+cache other tools use too), HF_HUB_OFFLINE and HF_TOKEN (never shown).
+
+>>> search("smollm2")[0].repo_id              # GGUF repositories, most used first
+>>> print(inspect("owner/Some-Model-GGUF").table())  # files, sizes, fit here
+>>> download("owner/Some-Model-GGUF", "some-model-Q4_K_M.gguf").path
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kit.catalog import QUANT_BITS, by_file, parse_quant, shard_of, typical_shape
+from kit.errors import (ChecksumMismatch, DownloadFailed, HubAccessDenied,
+                        HubNotFound, HubOffline, KitError, NotEnoughDisk)
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def endpoint() -> str:
+    """The Hub address: $HF_ENDPOINT (a mirror) or huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def offline() -> bool:
+    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, as the client reads it."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    return (value or "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def cache_dir() -> Path:
+    """The shared Hugging Face cache: $HF_HUB_CACHE, else $HF_HOME/hub."""
+    env = os.environ
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"]).expanduser()
+    home = env.get("HF_HOME") or Path(env.get("XDG_CACHE_HOME") or
+                                      Path.home() / ".cache") / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def free_disk_bytes(path) -> int:
+    """Free bytes on the drive holding path (or its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _client():
+    """huggingface_hub, with its offline switch matched to the environment now.
+
+    The client reads HF_HUB_OFFLINE once, at import; the kit reads it at each
+    call (so a notebook can switch), and tells the client.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = offline()
+    return huggingface_hub
+
+
+def _has_token(token) -> bool:
+    if isinstance(token, str):
+        return bool(token)
+    return _client().get_token() is not None
+
+
+def _translate(exc: Exception, what: str, repo_id: str, token=None) -> KitError:
+    """A huggingface_hub or network error as a kit error that says what to do."""
+    import httpx2
+    from huggingface_hub import errors as e
+
+    if isinstance(exc, KitError):
+        return exc
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, e.GatedRepoError) or (
+            isinstance(exc, e.HfHubHTTPError) and status == 403):
+        return HubAccessDenied(repo_id, status or 401, _has_token(token))
+    if isinstance(exc, e.RepositoryNotFoundError):
+        return HubNotFound(f"the repository {repo_id} at {endpoint()}",
+                           "Check the name (owner/name, as in its web address); "
+                           "a private repository needs an access token "
+                           "(`hf auth login`). Find models with `kit search TEXT`.")
+    if isinstance(exc, e.RevisionNotFoundError):
+        return HubNotFound(f"that revision of {repo_id}",
+                           "Leave the revision out to use the main branch.")
+    if isinstance(exc, e.RemoteEntryNotFoundError):
+        return HubNotFound(what,
+                           f"See its files with `kit search {repo_id}` or "
+                           "kit.hub.inspect(repo_id).")
+    if isinstance(exc, (e.OfflineModeIsEnabled, e.LocalEntryNotFoundError)):
+        return HubOffline(what, "offline mode is on (HF_HUB_OFFLINE) and it is "
+                                "not in the cache" if offline() else
+                                f"{endpoint()} cannot be reached and it is not in the cache")
+    if isinstance(exc, (httpx2.ConnectError, httpx2.TimeoutException)):
+        return HubOffline(what, f"{endpoint()} cannot be reached ({type(exc).__name__})")
+    if isinstance(exc, (httpx2.HTTPError, OSError)):
+        return DownloadFailed(what, f"{type(exc).__name__}"
+                              + (f", HTTP {status}" if status else ""))
+    return DownloadFailed(what, type(exc).__name__)
+
+
+# ---- search and inspect ------------------------------------------------------
+
+@dataclass(frozen=True)
+class SearchHit:
+    repo_id: str
+    downloads: int | None
+    likes: int | None
+    gated: bool
+    license: str | None
+
+    def __str__(self) -> str:
+        gate = " (gated)" if self.gated else ""
+        return (f"{self.repo_id}{gate}  downloads {self.downloads or 0:,}  "
+                f"likes {self.likes or 0:,}  licence {self.license or '?'}")
+
+
+def _license(tags, card=None) -> str | None:
+    lic = getattr(card, "license", None) if card is not None else None
+    if lic:
+        return lic if isinstance(lic, str) else ", ".join(lic)
+    for t in tags or []:
+        if t.startswith("license:"):
+            return t.split(":", 1)[1]
+    return None
+
+
+def search(text: str, sort: str = "downloads", limit: int = 10) -> list[SearchHit]:
+    """GGUF repositories whose name contains text, most downloaded (or liked) first."""
+    if sort not in ("downloads", "likes"):
+        from kit.errors import BadParameter
+
+        raise BadParameter("sort", sort, "'downloads' or 'likes'")
+    hf = _client()
+    if offline():
+        raise HubOffline(f"search results for {text!r}", "offline mode is on "
+                         "(HF_HUB_OFFLINE)")
+    try:
+        found = hf.HfApi(endpoint=endpoint()).list_models(
+            search=text, filter="gguf", sort=sort, limit=limit)
+        return [SearchHit(m.id, m.downloads, m.likes, bool(m.gated),
+                          _license(m.tags)) for m in found]
+    except Exception as exc:  # translated: the message says what to do
+        raise _translate(exc, f"search results for {text!r}", text) from None
+
+
+def fit_verdict(size: int, shape: tuple | None = None, n_ctx: int = 2048,
+                quant: str | None = None, ram_available: int | None = None):
+    """(FitEstimate, approximate?) for a file of `size` bytes, before downloading.
+
+    Without the model's shape (layers, KV heads, head size) the KV cache is
+    estimated from the catalog model of the nearest size.
+    """
+    from kit.fit import available_memory, estimate_numbers
+
+    approximate = shape is None
+    if shape is None:
+        params = size * 8 / QUANT_BITS.get(quant or "", 4.9)
+        shape = typical_shape(params)
+    if ram_available is None:
+        ram_available = available_memory()[0]
+    return estimate_numbers(size, *shape, n_ctx, ram_available=ram_available), approximate
+
+
+@dataclass(frozen=True)
+class HubFile:
+    name: str
+    size: int
+    quantization: str | None
+    sha256: str | None
+    shard: tuple | None = None
+    fits: bool | None = None
+    needs: int | None = None  # bytes of memory, weights + KV cache + overhead
+    approximate: bool = True
+
+
+@dataclass(frozen=True)
+class RepoReport:
+    repo_id: str
+    license: str | None
+    gated: bool
+    downloads: int | None
+    files: list = field(default_factory=list)
+
+    def table(self) -> str:
+        """The GGUF files as text: name, size, quantization, memory, fits."""
+        from kit.modelfile import human_size
+
+        head = (f"{self.repo_id}  licence {self.license or 'unknown'}  "
+                f"{'gated: accept the licence on its page first' if self.gated else 'not gated'}")
+        lines = [head]
+        for f in self.files:
+            fit = "?" if f.fits is None else ("fits" if f.fits else "too big")
+            approx = "~" if f.approximate else ""
+            lines.append(f"  {f.name:<48} {human_size(f.size):>8}  "
+                         f"{f.quantization or '?':<8} needs {approx}"
+                         f"{human_size(f.needs or 0):>7}  {fit}")
+        return "\n".join(lines)
+
+
+def files(repo_id: str, revision: str = "main") -> list[HubFile]:
+    """The GGUF files of a repository: name, size, quantization, sha256."""
+    hf = _client()
+    try:
+        tree = hf.HfApi(endpoint=endpoint()).list_repo_tree(
+            repo_id, revision=revision, recursive=True)
+        out = []
+        for item in tree:
+            if not getattr(item, "size", None) or not item.path.lower().endswith(".gguf"):
+                continue
+            sha = item.lfs.sha256 if getattr(item, "lfs", None) else None
+            out.append(HubFile(item.path, item.size, parse_quant(item.path), sha,
+                               shard_of(item.path)))
+        return sorted(out, key=lambda f: (f.size, f.name))
+    except Exception as exc:
+        raise _translate(exc, f"the file list of {repo_id}", repo_id) from None
+
+
+def inspect(repo_id: str, revision: str = "main", n_ctx: int = 2048,
+            ram_available: int | None = None) -> RepoReport:
+    """Licence, gating and GGUF files of a repository, with a fit verdict each."""
+    hf = _client()
+    try:
+        info = hf.HfApi(endpoint=endpoint()).model_info(repo_id, revision=revision)
+    except Exception as exc:
+        raise _translate(exc, f"the model card of {repo_id}", repo_id) from None
+    rated = []
+    for f in files(repo_id, revision):
+        known = by_file(repo_id, f.name)
+        shape = (known["n_layers"], known["n_kv_heads"], known["head_dim"]) if known else None
+        est, approx = fit_verdict(f.size, shape, n_ctx, f.quantization, ram_available)
+        rated.append(HubFile(f.name, f.size, f.quantization, f.sha256, f.shard,
+                             est.fits, est.total, approx))
+    return RepoReport(repo_id, _license(info.tags, info.card_data), bool(info.gated),
+                      info.downloads, rated)
+
+
+# ---- download ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Download:
+    path: Path  # the file in the Hugging Face cache (snapshots/<commit>/<file>)
+    sha256: str | None  # verified against the Hub (None: the Hub gave no sha256)
+    size: int
+    commit: str | None
+    transferred: int  # bytes that came over the network this time
+    from_cache: bool
+
+
+class _HashingWriter:
+    """A file wrapper that hashes what is written (http_get writes through it)."""
+
+    def __init__(self, f, h):
+        self.f, self.h, self.written = f, h, 0
+
+    def write(self, block):
+        if self.h is not None:
+            self.h.update(block)
+        self.written += len(block)
+        return self.f.write(block)
+
+    def tell(self):
+        return self.f.tell()
+
+    def seek(self, *args):
+        return self.f.seek(*args)
+
+    def truncate(self, *args):
+        # the server ignored the Range request and sends everything again
+        out = self.f.truncate(*args)
+        self.h = hashlib.sha256() if self.f.tell() == 0 else None
+        return out
+
+
+def _quiet_tqdm():
+    from tqdm.auto import tqdm
+
+    class Quiet(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+    return Quiet
+
+
+def _from_cache(hf, repo_id, filename, revision, what) -> Download:
+    try:
+        path = Path(hf.hf_hub_download(repo_id, filename, revision=revision,
+                                       cache_dir=cache_dir(), local_files_only=True))
+    except Exception as exc:
+        raise _translate(exc, what, repo_id) from None
+    blob = path.resolve().name
+    return Download(path, blob if _SHA256.match(blob) else None,
+                    path.stat().st_size, path.parent.name, 0, True)
+
+
+def download(repo_id: str, filename: str, revision: str = "main", *,
+             token=None, progress: bool = True, tqdm_class=None,
+             quiet: bool = False) -> Download:
+    """Download one file into the shared cache: resumable, checked, sha256-verified.
+
+    An interrupted download leaves only `blobs/<sha256>.incomplete` in the
+    cache (never a file the kit lists); the next call continues from there.
+    """
+    from huggingface_hub.file_download import repo_folder_name
+
+    hf = _client()
+    say = (lambda *a: None) if quiet else print
+    what = f"{filename} from {repo_id}"
+    if offline():
+        return _from_cache(hf, repo_id, filename, revision, what)
+    url = hf.hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint())
+    try:
+        meta = hf.get_hf_file_metadata(url, token=token, endpoint=endpoint())
+    except Exception as exc:
+        err = _translate(exc, what, repo_id, token)
+        if isinstance(err, HubOffline):  # unreachable: the cache may have it
+            return _from_cache(hf, repo_id, filename, revision, what)
+        raise err from None
+    if not meta.etag or not meta.commit_hash or meta.size is None:
+        raise DownloadFailed(what, f"{endpoint()} did not answer like a Hub "
+                             "(no ETag, X-Repo-Commit or size); check HF_ENDPOINT")
+    storage = cache_dir() / repo_folder_name(repo_id=repo_id, repo_type="model")
+    pointer = storage / "snapshots" / meta.commit_hash / filename
+    expected = meta.etag if _SHA256.match(meta.etag) else None
+    if pointer.is_file() and pointer.stat().st_size == meta.size:
+        return Download(pointer, expected, meta.size, meta.commit_hash, 0, True)
+
+    blob = storage / "blobs" / meta.etag
+    transferred = 0
+    if not blob.is_file():
+        transferred = _fetch(meta, blob, repo_id, filename, expected, token,
+                             tqdm_class or (None if progress else _quiet_tqdm()), say)
+    # The client makes the cache entry (refs/, snapshots/ link) from the blob.
+    try:
+        path = Path(hf.hf_hub_download(repo_id, filename, revision=revision,
+                                       cache_dir=cache_dir(), endpoint=endpoint(),
+                                       token=token))
+    except Exception as exc:
+        raise _translate(exc, what, repo_id, token) from None
+    return Download(path, expected, meta.size, meta.commit_hash, transferred, False)
+
+
+def _fetch(meta, blob: Path, repo_id, filename, expected, token, tqdm_class,
+           say) -> int:
+    """Bytes into blob via blob.incomplete (resumed if present); returns bytes sent."""
+    from filelock import FileLock
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    from kit.modelfile import human_size
+
+    what = f"{filename} from {repo_id}"
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    partial = blob.with_name(blob.name + ".incomplete")
+    locks = blob.parents[2] / ".locks" / blob.parents[1].name
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{blob.name}.kit.lock")):
+        have = partial.stat().st_size if partial.exists() else 0
+        if have > meta.size:  # not ours to continue: start again
+            partial.unlink()
+            have = 0
+        free = free_disk_bytes(blob.parent)
+        if free < meta.size - have:
+            raise NotEnoughDisk(what, meta.size - have, free, blob.parent)
+        h = hashlib.sha256()
+        if have:
+            with open(partial, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        say(f"Downloading {what} ({human_size(meta.size)})"
+            + (f", continuing from {human_size(have)}" if have else ""))
+        headers = build_hf_headers(token=token)
+        headers["Accept-Encoding"] = "identity"
+        if urlsplit(meta.location).netloc != urlsplit(endpoint()).netloc:
+            headers.pop("authorization", None)  # a CDN: the token stays home
+        try:
+            with open(partial, "ab") as f:
+                out = _HashingWriter(f, h)
+                http_get(meta.location, out, resume_size=have, headers=headers,
+                         expected_size=meta.size,
+                         displayed_filename=Path(filename).name,
+                         tqdm_class=tqdm_class)
+        except Exception as exc:
+            raise _translate(exc, what, repo_id, token) from None
+        digest = out.h.hexdigest() if out.h is not None else None
+        if expected:
+            if digest is None:
+                from kit.store import sha256_file
+
+                digest = sha256_file(partial)
+            if digest != expected:
+                partial.unlink(missing_ok=True)
+                raise ChecksumMismatch(what, digest, expected)
+        os.replace(partial, blob)  # only a complete, verified file gets the name
+    say(f"Verified {what}: sha256 {digest[:12]}..." if expected and digest else
+        f"Downloaded {what} (the Hub gave no sha256 for it; size checked)")
+    return out.written

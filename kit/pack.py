@@ -1,0 +1,210 @@
+"""Offline workshop packs: models with checksums, plus wheels, for a room.
+
+>>> build_pack("room-pack", models=["smollm2:135m"])  # instructor, online
+>>> # kit pack serve room-pack --host 0.0.0.0          # instructor, in the room
+>>> install_pack("http://192.168.1.20:8765/")         # each learner, offline
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+from kit.errors import PackError
+
+FORMAT, FORMAT_VERSION, MANIFEST = "kit-pack", 1, "manifest.json"
+CHUNK = 1 << 20
+WHEELS_GUESS = 300 * 10**6  # room to leave for a full wheelhouse
+
+
+def _slug(name: str) -> str:
+    """A folder name for a model name: 'smollm2:135m' -> 'smollm2-135m'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+
+
+def _bar(total: int, desc: str, quiet: bool, initial: int = 0):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="B",
+                unit_scale=True, unit_divisor=1000, disable=quiet)
+
+
+def _stream(read, partial: Path, h, bar, append: bool = False) -> int:
+    """Copy read() into partial, feeding the hash and the bar; bytes written."""
+    n = 0
+    with open(partial, "ab" if append else "wb") as out:
+        while block := read(CHUNK):
+            h.update(block)
+            out.write(block)
+            bar.update(len(block))
+            n += len(block)
+        out.flush()
+        os.fsync(out.fileno())
+    return n
+
+
+def _hash(path: Path, desc: str, quiet: bool) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f, _bar(path.stat().st_size, desc, quiet) as bar:
+        while block := f.read(CHUNK):
+            h.update(block)
+            bar.update(len(block))
+    return h.hexdigest()
+
+
+def _free_bytes(folder: Path) -> int:
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+# ---- build ------------------------------------------------------------------
+
+def _check_destination(dest: Path, force: bool) -> None:
+    if dest.exists() and not dest.is_dir():
+        raise PackError(f"{dest} is a file, not a folder: choose a folder name "
+                        "for the pack.")
+    if dest.is_dir() and any(dest.iterdir()):
+        if not force:
+            raise PackError(f"{dest} is not empty. Choose a new folder, or add "
+                            "--force to replace the pack that is there.")
+        if not (dest / MANIFEST).is_file():
+            raise PackError(f"{dest} is not empty and holds no pack, so --force "
+                            "will not delete it: choose a new or empty folder.")
+
+
+def _add_model(ref, entry: dict, root: Path, used: set, quiet: bool) -> dict:
+    from kit.modelfile import read_facts, validate
+
+    validate(ref.path)  # never pack a damaged file
+    fname = ref.path.name
+    if fname in used:
+        fname = f"{_slug(ref.name)}-{fname}"
+    used.add(fname)
+    rel, size, h = f"models/{fname}", ref.path.stat().st_size, hashlib.sha256()
+    with open(ref.path, "rb") as f, _bar(size, f"Copying {ref.name}", quiet) as bar:
+        _stream(f.read, root / rel, h, bar)
+    digest = h.hexdigest()
+    if ref.sha256 and digest != ref.sha256:
+        raise PackError(
+            f"{ref.name}: the file {ref.path} changed since it was installed "
+            f"(sha256 {digest[:12]}..., recorded {ref.sha256[:12]}...). "
+            "Download it again (starter model: `kit setup --force`), then "
+            "build the pack again.")
+    return {"name": ref.name, "file": rel, "size": size, "sha256": digest,
+            "quantization": read_facts(ref.path).quantization,
+            "license": entry.get("license"),
+            "source": entry.get("source") or entry.get("repo") or "local"}
+
+
+def install_text(manifest: dict) -> str:
+    """INSTALL.txt: the exact commands for a learner's laptop."""
+    lines = ["Offline workshop pack", "=====================", "",
+             f"Made {manifest['created']} by kit {manifest['kit_version']}.",
+             "Models: " + ", ".join(m["name"] for m in manifest["models"]), "",
+             "Install the models (from this folder, or from the instructor's",
+             "`kit pack serve` address, such as http://192.168.1.20:8765/):", "",
+             "    kit pack install PATH_OR_URL_OF_THIS_PACK", ""]
+    w = manifest.get("wheels")
+    if w:
+        lines += [f"Python packages (wheels for Python {w['python']} on "
+                  f"{w['platform']}), with no internet. In this folder:", "",
+                  "    python -m venv kit-env",
+                  "    source kit-env/bin/activate",
+                  "    python -m pip install --no-index --find-links wheels/ "
+                  "-r requirements.txt",
+                  "    KIT_WHEELHOUSE=wheels/ kit setup", "",
+                  "Laptops with another operating system or Python version "
+                  "need the internet,", "or a pack built on a laptop like "
+                  "theirs.", ""]
+        lines += [textwrap.fill(f"Note: {n}", 76) + "\n" for n in w["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
+               quiet: bool = False, requirements=None, llama_wheel=None) -> Path:
+    """Write a pack folder: models/, wheels/, manifest.json, INSTALL.txt.
+
+    >>> build_pack("room-pack", ["smollm2:135m"], wheels=False)
+    """
+    from kit import __version__
+    from kit.store import _load_registry, resolve
+
+    say = (lambda *a: None) if quiet else print
+    dest = Path(dest).expanduser().resolve()
+    if isinstance(models, str):
+        models = models.split(",")
+    names = [n.strip() for n in models or [] if n.strip()] or [None]
+    # an unknown name stops us before anything is written
+    refs = list({r.name: r for r in map(resolve, names)}.values())
+    _check_destination(dest, force)
+    needed = sum(r.path.stat().st_size for r in refs)
+    needed += WHEELS_GUESS if wheels else 0
+    if _free_bytes(dest.parent) < needed:
+        raise PackError(f"Not enough disk space in {dest.parent}: the pack needs "
+                        f"about {needed / 1e9:.1f} GB. Choose another drive.")
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted build
+    (partial / "models").mkdir(parents=True)
+    try:
+        registry, used = _load_registry()["models"], set()
+        entries = [_add_model(r, registry.get(r.name, {}), partial, used, quiet)
+                   for r in refs]
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                    "kit_version": __version__,
+                    "created": _dt.datetime.now(_dt.timezone.utc)
+                    .isoformat(timespec="seconds"),
+                    "models": entries, "wheels": None}
+        if wheels:
+            from kit.wheelhouse import build_wheelhouse
+
+            info = build_wheelhouse(partial / "wheels", requirements,
+                                    llama_wheel=llama_wheel, say=say)
+            files = sorted((partial / "wheels").iterdir())
+            info["files"] = [{"file": f"wheels/{p.name}", "size": p.stat().st_size,
+                              "sha256": _hash(p, p.name, True)} for p in files]
+            manifest["wheels"] = info
+            (partial / "requirements.txt").write_text(
+                "".join(r + "\n" for r in info["install"]))
+        (partial / "INSTALL.txt").write_text(install_text(manifest))
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        old = dest.with_name(dest.name + ".old")
+        if dest.exists():  # empty, or an old pack and --force (checked above)
+            os.replace(dest, old)
+        os.replace(partial, dest)  # the pack appears whole, or not at all
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    total = sum(e["size"] for e in entries)
+    say(f"Pack ready in {dest}: {len(entries)} model(s), {total / 1e6:.0f} MB"
+        + (f", {len(manifest['wheels']['files'])} wheels" if wheels else "")
+        + f". Share it on a USB stick, or run `kit pack serve {dest}`.")
+    return dest
+
+
+def read_manifest(source) -> dict:
+    """The checked manifest of a pack folder or URL; see kit.pack_install."""
+    from kit.pack_install import read_manifest as _read
+
+    return _read(source)
+
+
+def install_pack(source, install_wheels: bool = False, quiet: bool = False):
+    """Fetch, verify and register a pack's models; see kit.pack_install."""
+    from kit.pack_install import install_pack as _install
+
+    return _install(source, install_wheels=install_wheels, quiet=quiet)
+
+
+def serve_pack(directory, host: str = "127.0.0.1", port: int = 8765,
+               quiet: bool = False) -> None:
+    """Serve a pack over HTTP until Ctrl-C; see kit.pack_serve."""
+    from kit.pack_serve import serve_pack as _serve
+
+    _serve(directory, host=host, port=port, quiet=quiet)

@@ -1,0 +1,262 @@
+"""Installing an offline pack: fetch, verify, register; resume on retry.
+
+>>> install_pack("/media/usb/room-pack")          # a folder
+>>> install_pack("http://192.168.1.20:8765/")     # `kit pack serve` in the room
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+from pathlib import Path
+
+from kit.errors import KitError, PackError, PackInstallFailed
+from kit.pack import (CHUNK, FORMAT, FORMAT_VERSION, MANIFEST, _bar,
+                      _free_bytes, _hash, _slug, _stream)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}")
+_REL = re.compile(r"(models|wheels)/[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+_HEX = re.compile(r"[0-9a-f]{64}")
+_REQ = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[\w,.-]+\])?[ <>=!~.,*\w]*"
+                  r"(; *[\w .<>=!~'\"()-]+)?")
+
+
+class _Source:
+    """A pack in a folder (USB stick, shared drive) or at an http(s) URL."""
+
+    def __init__(self, spec):
+        spec = str(spec)
+        self.url = self.dir = None
+        if re.match(r"https?://", spec, re.I):
+            base = spec.rsplit("/", 1)[0] if spec.endswith(".json") else spec
+            self.url = base.rstrip("/") + "/"
+            self.label = self.url
+        else:
+            path = Path(spec).expanduser()
+            self.dir = path.parent if path.name == MANIFEST else path
+            self.label = str(self.dir)
+
+    def open(self, rel: str, offset: int = 0):
+        """(file-like, True if it starts at offset, else at 0)."""
+        if self.dir is not None:
+            f = open(self.dir / rel, "rb")
+            f.seek(offset)
+            return f, True
+        import urllib.request
+        from urllib.parse import quote, urljoin, urlsplit
+        import ipaddress
+
+        url = urljoin(self.url, quote(rel))
+        req = urllib.request.Request(url, headers={"User-Agent": "kit-pack"})
+        if offset:
+            req.add_header("Range", f"bytes={offset}-")
+        handlers = []
+        try:  # a pack on the room's network never goes through a proxy
+            if ipaddress.ip_address(urlsplit(url).hostname).is_private:
+                handlers.append(urllib.request.ProxyHandler({}))
+        except ValueError:
+            pass
+        resp = urllib.request.build_opener(*handlers).open(req, timeout=30)
+        return resp, resp.status == 206 and resp.headers.get(
+            "Content-Range", "").startswith(f"bytes {offset}-")
+
+
+def _reach_error(src: _Source, exc: Exception) -> PackError:
+    import urllib.error
+
+    if isinstance(exc, urllib.error.HTTPError):
+        return PackError(f"No pack at {src.label} (HTTP {exc.code}): check the "
+                         "address, e.g. http://192.168.1.20:8765/ as `kit pack "
+                         "serve` printed it.")
+    if src.dir is not None:
+        return PackError(f"No pack in {src.label} (no {MANIFEST}): check the "
+                         "path (a USB stick may be mounted elsewhere).")
+    return PackError(f"Could not reach {src.label} ({getattr(exc, 'reason', exc)})"
+                     ": is `kit pack serve` running on the instructor's laptop, "
+                     "and is this computer on the same network?")
+
+
+def _entry_ok(e, model: bool) -> bool:
+    return (isinstance(e, dict) and isinstance(e.get("size"), int)
+            and e["size"] > 0 and bool(_REL.fullmatch(str(e.get("file"))))
+            and ".." not in e["file"] and bool(_HEX.fullmatch(str(e.get("sha256"))))
+            and (not model or bool(_NAME.fullmatch(str(e.get("name"))))))
+
+
+def _check_manifest(m, where: str) -> dict:
+    """Check a manifest from elsewhere: names, paths, sizes and sums only."""
+    bad = PackError(f"The pack's {MANIFEST} at {where} is damaged or not a kit "
+                    "pack: ask the instructor to rebuild it (`kit pack build`).")
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise bad
+    version = m.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise PackError(f"This pack was made by a newer kit "
+                        f"({m.get('kit_version')}): upgrade the kit (`pip "
+                        "install -U local-llm-workshop-kit`), then try again.")
+    models, w = m.get("models"), m.get("wheels")
+    if not isinstance(models, list) or not all(_entry_ok(e, True) for e in models):
+        raise bad
+    if w is not None and not (
+            isinstance(w, dict) and isinstance(w.get("files"), list)
+            and all(_entry_ok(e, False) for e in w["files"])
+            and isinstance(w.get("install"), list)  # no pip options in here
+            and all(_REQ.fullmatch(str(r)) for r in w["install"])
+            and isinstance(w.get("notes", []), list)):
+        raise bad
+    return m
+
+
+def read_manifest(source) -> dict:
+    """The checked manifest of a pack folder or URL."""
+    src = source if isinstance(source, _Source) else _Source(source)
+    try:
+        f, _ = src.open(MANIFEST)
+        with f:
+            raw = f.read(10 * 2**20 + 1)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise _reach_error(src, exc) from exc
+    try:
+        return _check_manifest(json.loads(raw), src.label)
+    except (ValueError, RecursionError):
+        return _check_manifest(None, src.label)
+
+
+def _fetch(src: _Source, entry: dict, target: Path, quiet: bool,
+           resume: bool = True) -> None:
+    """Download or copy one file to target, verified; resumes a .partial."""
+    partial = target.with_name(target.name + ".partial")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    size, h, have = entry["size"], hashlib.sha256(), 0
+    if resume and partial.is_file() and partial.stat().st_size < size:
+        have = partial.stat().st_size
+        with open(partial, "rb") as f:
+            while block := f.read(CHUNK):
+                h.update(block)
+    try:
+        f, resumed = src.open(entry["file"], have)
+        if have and not resumed:  # the server ignored Range: start over
+            h, have = hashlib.sha256(), 0
+        with f, _bar(size, Path(entry["file"]).name, quiet, have) as bar:
+            got = have + _stream(f.read, partial, h, bar, append=bool(have))
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        n = partial.stat().st_size if partial.exists() else 0
+        raise PackError(f"the transfer stopped after {n:,} of {size:,} bytes "
+                        f"({exc or type(exc).__name__})") from exc
+    if got != size:
+        raise PackError(f"the transfer stopped after {got:,} of {size:,} bytes")
+    if h.hexdigest() != entry["sha256"]:
+        partial.unlink(missing_ok=True)
+        if have:  # a stale .partial from another pack: try once from zero
+            return _fetch(src, entry, target, quiet, resume=False)
+        raise PackError(f"checksum mismatch (sha256 {h.hexdigest()[:12]}..., "
+                        f"the manifest says {entry['sha256'][:12]}...): the "
+                        "pack's file is damaged; nothing was kept")
+    os.replace(partial, target)  # only a verified file gets its real name
+
+
+
+def _already_here(entry: dict, candidates, quiet: bool) -> Path | None:
+    for path in candidates:
+        if (path and path.is_file() and path.stat().st_size == entry["size"]
+                and _hash(path, f"Checking {path.name}", quiet) == entry["sha256"]):
+            return path
+    return None
+
+
+def _wheel_commands(src: _Source, manifest: dict) -> list[str]:
+    if src.dir is not None:
+        w, r, find = src.dir / "wheels", src.dir / "requirements.txt", ""
+    else:
+        from urllib.parse import urlsplit
+
+        w, r = src.url + "wheels/", src.url + "requirements.txt"
+        find = f" --trusted-host {urlsplit(src.url).hostname}"
+    return [f"python -m pip install --no-index --find-links {w}{find} -r {r}"]
+
+
+def _install_wheels(src: _Source, manifest: dict, quiet: bool) -> Path:
+    """Fetch and verify every wheel, then pip install from them, offline."""
+    import subprocess
+    import sys
+
+    from kit.settings import get_settings
+
+    # a folder's wheels are checked where they are; a URL's are fetched
+    house = src.dir / "wheels" if src.dir else get_settings().home / "wheelhouse"
+    for entry in manifest["wheels"]["files"]:
+        target = house / Path(entry["file"]).name
+        if _already_here(entry, [target], True):
+            continue
+        if src.dir:
+            raise PackError(f"The pack's wheel {target} is missing or damaged "
+                            "(checksum): ask the instructor for a fresh copy.")
+        try:
+            _fetch(src, entry, target, quiet)
+        except PackError as exc:
+            raise PackError(f"Wheel {target.name}: {exc}. Run the same "
+                            "command again (downloads resume).") from exc
+    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links",
+           str(house), "--disable-pip-version-check",
+           *manifest["wheels"]["install"]]
+    if subprocess.run(cmd).returncode != 0:
+        raise PackError("pip could not install the pack's wheels (see its "
+                        "message above). They may be for another Python or "
+                        f"system ({manifest['wheels']['platform']}, Python "
+                        f"{manifest['wheels']['python']}).")
+    return house
+
+
+def install_pack(source, install_wheels: bool = False,
+                 quiet: bool = False) -> list[dict]:
+    """Fetch, verify and register every model of a pack (folder or URL).
+
+    A model whose checksum is wrong is not registered; the others are, and
+    then PackInstallFailed lists what failed.
+    """
+    from kit.settings import get_settings
+    from kit.store import _load_registry, register
+
+    say = (lambda *a: None) if quiet else print
+    src = _Source(source)
+    manifest = read_manifest(src)
+    models_dir = get_settings().models_dir
+    registry = _load_registry()["models"]
+    needed = sum(m["size"] for m in manifest["models"])
+    if _free_bytes(models_dir) < needed:
+        raise PackError(f"Not enough disk space in {models_dir}: the pack's "
+                        f"models need {needed / 1e9:.2f} GB. Free some space "
+                        "(`kit rm NAME`) or set KIT_HOME to a bigger drive.")
+    done, failures = [], {}
+    for entry in manifest["models"]:
+        name = entry["name"]
+        target = models_dir / _slug(name) / Path(entry["file"]).name
+        known = Path(registry[name]["path"]) if name in registry else None
+        try:
+            here = _already_here(entry, [target, known], quiet)
+            if here is None:
+                _fetch(src, entry, target, quiet)
+            path = here or target
+            register(name, path, entry["sha256"], license=entry.get("license"),
+                     source=f"pack {src.label}")
+        except KitError as exc:
+            failures[name] = str(exc).rstrip(".") + "."
+            continue
+        status = "already here" if here else "installed"
+        done.append({"name": name, "status": status, "path": str(path),
+                     "size": entry["size"]})
+        say(f"{name}: {status}, sha256 verified ({path})")
+    if manifest.get("wheels") and not failures:
+        if install_wheels:
+            house = _install_wheels(src, manifest, quiet)
+            say(f"Installed the pack's Python packages from {house}.")
+        else:
+            say("This pack also holds the kit's Python packages. To install "
+                "them with no internet:\n  " + "\n  ".join(
+                    _wheel_commands(src, manifest))
+                + "\n(or run `kit pack install ... --install-wheels`).")
+    if failures:
+        raise PackInstallFailed(failures, [d["name"] for d in done])
+    return done

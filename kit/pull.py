@@ -1,0 +1,180 @@
+"""Pull, import and remove models: the store's verbs (`kit pull`, `import`, `rm`).
+
+Used through kit.store (pull, import_file, remove), which keeps the names.
+
+>>> pull("qwen2.5:0.5b-q4_k_m")              # catalog name: Hub repo + file
+>>> pull("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M")
+>>> import_file("my.gguf", name="mine:1b"); remove("mine:1b")
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from kit.errors import BadParameter, ModelNotFound, UnknownModelName
+from kit.settings import get_settings
+from kit.store import (HF_PREFIX, ModelRef, _load_registry, _save_registry,
+                       install_starter, installed, register, sha256_file)
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[a-z0-9._-]+)?$")
+
+
+def _hf_name(name: str) -> tuple[str, str | None]:
+    """'hf.co/owner/repo:Q4_K_M' -> ('owner/repo', 'Q4_K_M')."""
+    rest = name.split("/", 1)[1] if "/" in name else ""
+    repo, _, quant = rest.partition(":")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise BadParameter("name", name, "hf.co/OWNER/REPO or hf.co/OWNER/REPO:QUANT")
+    return repo, (quant.upper() or None)
+
+
+def _pick(repo_id: str, quant: str | None):
+    """The repository's GGUF file with that quantization (Q4_K_M by default)."""
+    from kit.errors import HubNotFound
+    from kit.hub import files
+
+    found = [f for f in files(repo_id) if f.shard is None]
+    quants = sorted({f.quantization for f in found if f.quantization})
+    want = quant or ("Q4_K_M" if "Q4_K_M" in quants else None)
+    picked = [f for f in found if want and f.quantization == want]
+    if not want and len(found) == 1:
+        picked = found
+    if len(picked) != 1:
+        raise HubNotFound(
+            f"a single-file GGUF {want or ''} in {repo_id}".replace("  ", " "),
+            f"Quantizations there: {', '.join(quants) or 'none'}. Pick one: "
+            f"`kit pull hf.co/{repo_id}:{quants[0] if quants else 'Q4_K_M'}`.")
+    return picked[0]
+
+
+def pull(name: str, *, quiet: bool = False, progress: bool = True,
+         token=None) -> ModelRef:
+    """Download a catalog model or hf.co/OWNER/REPO:QUANT and give it a kit name."""
+    from kit import catalog, hub
+    from kit.fit import available_memory
+    from kit.modelfile import human_size, read_facts
+
+    say = (lambda *a: None) if quiet else print
+    entry = catalog.get(name)
+    if entry and entry["source"] == "starter":
+        return install_starter(quiet=quiet)
+    if entry:
+        repo, filename, kname = entry["repo"], entry["file"], entry["name"]
+        est = catalog.estimate(entry, ram_available=available_memory()[0])
+    elif name.lower().startswith(HF_PREFIX):
+        repo, quant = _hf_name(name)
+        f = _pick(repo, quant)
+        filename, kname = f.name, f"{HF_PREFIX}{repo}:{f.quantization}"
+        est, _ = hub.fit_verdict(f.size, None, quant=f.quantization)
+    else:
+        similar = [e["name"] for e in catalog.find(name.split(":")[0])][:5]
+        raise UnknownModelName(name, similar)
+    say(f"{kname}: {filename} from {repo}; memory needed about "
+        f"{human_size(est.total)}, free now {human_size(est.ram_available)}"
+        + ("" if est.fits else " (too little: it may not run on this machine)"))
+    got = hub.download(repo, filename, token=token, progress=progress, quiet=quiet)
+    facts = read_facts(got.path)  # a file that is not a sound GGUF stops here
+    named = catalog.parse_quant(filename)
+    # "Q4_K_L" and the like are Q4_K_M files with a tweak: compare the family
+    if named and facts.file_type and named[:4] != facts.file_type[:4]:
+        say(f"note: the file name says {named}, the file says {facts.file_type}")
+    ref = register(kname, got.path, got.sha256, source="hub", repo=repo,
+                   file=filename, commit=got.commit, owned=True,
+                   license=(entry or {}).get("license") or facts.license)
+    say(f"Ready: {kname} ({facts.quantization}, {human_size(got.size)}) at {got.path}")
+    return ref
+
+
+def import_file(path, name: str, *, copy: bool = True, force: bool = False,
+                quiet: bool = False) -> ModelRef:
+    """Give a local .gguf file a kit name (like `ollama create`); checked first."""
+    from kit.errors import NotEnoughDisk
+    from kit.hub import free_disk_bytes
+    from kit.modelfile import read_facts
+
+    src = Path(path).expanduser()
+    facts = read_facts(src)  # raises BadModelFile before anything is written
+    name = name.strip().lower()
+    if not _NAME_RE.match(name):
+        raise BadParameter("name", name, "lower-case letters, digits, '.', '-', '_' "
+                           "and one ':' (like mymodel:1b)")
+    if name in installed() and not force:
+        raise BadParameter("name", name, "a name not in use yet (see `kit list`); "
+                           "pass force=True (CLI: --force) to replace it")
+    if not copy:
+        return register(name, src, sha256_file(src), source="import", owned=False,
+                        license=facts.license)
+    target = get_settings().models_dir / name.replace(":", "-") / src.name
+    free = free_disk_bytes(target.parent)
+    if free < facts.file_size:
+        raise NotEnoughDisk(str(src), facts.file_size, free, target.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    h = hashlib.sha256()
+    try:
+        with open(src, "rb") as f, open(partial, "wb") as out:
+            while block := f.read(1 << 20):
+                h.update(block)
+                out.write(block)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    ref = register(name, target, h.hexdigest(), source="import", owned=True,
+                   license=facts.license)
+    if not quiet:
+        print(f"Imported {name} ({facts.quantization}) as {target}")
+    return ref
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(folder))
+        return True
+    except ValueError:
+        return False
+
+
+def remove(name: str) -> dict:
+    """Forget a model and delete its file if the kit put it there.
+
+    Returns {"name", "deleted": [paths], "freed": bytes}. Files registered in
+    place (import_file(copy=False)) are only forgotten, never deleted.
+    """
+    from kit.hub import cache_dir
+
+    reg = _load_registry()
+    if name not in reg["models"]:
+        raise ModelNotFound(name, list(installed()))
+    entry = reg["models"].pop(name)
+    _save_registry(reg)  # first: a crash below leaves a stray file, never a dangling name
+    path = Path(entry["path"])
+    others = {os.path.abspath(m["path"]) for m in reg["models"].values()}
+    owned = entry.get("owned", entry.get("source") in ("starter", "hub"))
+    homes = (get_settings().models_dir, cache_dir())
+    deleted, freed = [], 0
+    if owned and os.path.abspath(path) not in others and any(_inside(path, h) for h in homes):
+        blob = path.resolve() if path.is_symlink() else None
+        if path.exists() or path.is_symlink():
+            freed += path.stat().st_size if path.exists() and blob is None else 0
+            path.unlink()
+            deleted.append(str(path))
+        if blob is not None and blob.exists() and not _linked_elsewhere(blob):
+            freed += blob.stat().st_size
+            blob.unlink()
+            deleted.append(str(blob))
+        for parent in (path.parent, path.parent.parent):
+            if parent.is_dir() and not any(parent.iterdir()) and \
+                    any(_inside(parent, h) and parent != h for h in homes):
+                parent.rmdir()
+    return {"name": name, "deleted": deleted, "freed": freed}
+
+
+def _linked_elsewhere(blob: Path) -> bool:
+    """Does any snapshot link in the same cache repository still point at blob?"""
+    snapshots = blob.parent.parent / "snapshots"
+    for link in snapshots.rglob("*") if snapshots.is_dir() else ():
+        if link.is_symlink() and link.resolve() == blob:
+            return True
+    return False

@@ -1,0 +1,345 @@
+"""Quantization: by hand in numpy, then with llama.cpp's own quantizer.
+
+Taught in notebooks/03_quantization.ipynb.
+
+>>> w = read_weights("smollm2:135m", "blk.0.attn_q.weight")   # 576 x 576
+>>> q = quantize_q8_0(w); error_stats(w, q.dequantize())["rmse"]
+>>> quantize("smollm2:135m", ["q8_0", "q4_k_m"])   # -> smollm2:135m-q8_0, ...
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.errors import OutputExists, QuantizeFailed, UnknownQuantType
+
+BLOCK = 32  # numbers per block in Q8_0 and Q4_0, each block with one scale
+
+
+# ---- by hand ------------------------------------------------------------------
+
+def read_weights(model=None, tensor: str = "blk.0.attn_q.weight"):
+    """One weight tensor of a GGUF file as float32 numbers (rows x columns)."""
+    import gguf
+    import numpy as np
+
+    from kit.gguf_check import scan
+    from kit.store import resolve
+
+    s = scan(resolve(model).path)  # checks the file before we read a byte
+    by_name = {t.name: t for t in s.tensors}
+    if tensor not in by_name:
+        names = ", ".join(list(by_name)[:6])
+        raise KeyError(f"No tensor {tensor!r} in this model. Some names: {names}")
+    t = by_name[tensor]
+    qtype = gguf.GGMLQuantizationType[t.type_name]
+    raw = np.memmap(s.path, dtype=np.uint8, mode="r", offset=t.offset,
+                    shape=(t.n_bytes,))
+    rows = t.n_elements // t.shape[0]  # GGUF lists the row length first
+    values = gguf.quants.dequantize(np.array(raw).reshape(rows, -1), qtype)
+    return values.reshape(rows, t.shape[0]).astype(np.float32)
+
+
+def round_half_away(v):
+    """Round like C's roundf: 2.5 -> 3, -2.5 -> -3 (numpy's round gives 2)."""
+    import numpy as np
+
+    a = np.abs(v)
+    whole = np.floor(a)
+    return np.sign(v) * (whole + (a - whole >= 0.5))
+
+
+@dataclass
+class Blocks:
+    """Numbers stored as small integers, with one scale per block of 32."""
+
+    kind: str  # "Q8_0" or "Q4_0"
+    scales: object  # float16, one per block
+    ints: object  # int8, (blocks, 32): -127..127 (Q8_0) or -8..7 (Q4_0)
+    shape: tuple
+
+    def dequantize(self):
+        """Back to float32: each integer times its block's scale."""
+        import numpy as np
+
+        x = self.ints.astype(np.float32) * self.scales.astype(np.float32)[:, None]
+        return x.reshape(self.shape)
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * len(self.to_bytes()) / (self.ints.size or 1)
+
+    def to_bytes(self) -> bytes:
+        """The bytes a GGUF file holds: per block, the scale then the ints."""
+        import numpy as np
+
+        d = self.scales.astype(np.float16).view(np.uint8).reshape(-1, 2)
+        if self.kind == "Q8_0":
+            q = self.ints.astype(np.int8).view(np.uint8)
+        else:  # two 4-bit numbers per byte: 0..15 (stored as value + 8)
+            u = (self.ints + 8).astype(np.uint8)
+            q = u[:, :BLOCK // 2] | (u[:, BLOCK // 2:] << 4)
+        return np.concatenate([d, q], axis=1).tobytes()
+
+
+def _blocks(weights):
+    import numpy as np
+
+    x = np.asarray(weights, dtype=np.float32)
+    if x.size % BLOCK:
+        raise ValueError(f"{x.size} numbers do not split into blocks of {BLOCK}")
+    return x, x.reshape(-1, BLOCK)
+
+
+def quantize_q8_0(weights) -> Blocks:
+    """Q8_0: scale = largest |number| / 127, then round each number / scale."""
+    import numpy as np
+
+    x, b = _blocks(weights)
+    scale = np.abs(b).max(axis=1) / np.float32(127)
+    with np.errstate(divide="ignore"):
+        inv = np.where(scale == 0, np.float32(0), np.float32(1) / scale)
+    ints = round_half_away(b * inv[:, None]).astype(np.int8)
+    return Blocks("Q8_0", scale.astype(np.float16), ints, x.shape)
+
+
+def quantize_q4_0(weights) -> Blocks:
+    """Q4_0: 16 levels, -8..7; the number furthest from 0 becomes exactly -8."""
+    import numpy as np
+
+    x, b = _blocks(weights)
+    far = np.take_along_axis(b, np.abs(b).argmax(axis=1)[:, None], axis=1)[:, 0]
+    scale = far / np.float32(-8)
+    with np.errstate(divide="ignore"):
+        inv = np.where(scale == 0, np.float32(0), np.float32(1) / scale)
+    # llama.cpp shifts by 8.5 and truncates: the same as rounding, in 0..15
+    u = np.minimum(15, np.trunc(b * inv[:, None] + np.float32(8.5)))
+    return Blocks("Q4_0", scale.astype(np.float16), (u - 8).astype(np.int8), x.shape)
+
+
+def reference_bytes(weights, kind: str = "Q8_0") -> bytes:
+    """The same numbers quantized by the gguf package (llama.cpp's algorithm)."""
+    import gguf
+    import numpy as np
+
+    qtype = gguf.GGMLQuantizationType[kind]
+    return gguf.quants.quantize(np.asarray(weights, np.float32), qtype).tobytes()
+
+
+def error_stats(original, restored) -> dict:
+    """How far the restored numbers are from the originals."""
+    import numpy as np
+
+    err = np.asarray(restored, np.float64) - np.asarray(original, np.float64)
+    rms = float(np.sqrt(np.mean(np.square(original, dtype=np.float64))))
+    rmse = float(np.sqrt(np.mean(err ** 2)))
+    return {"rmse": rmse, "max_error": float(np.abs(err).max()),
+            "relative_error": rmse / rms if rms else 0.0}
+
+
+# ---- with llama.cpp's quantizer ---------------------------------------------------
+
+# kit name -> llama.cpp file type (LLAMA_FTYPE_MOSTLY_<value>), smallest last
+QUANT_TYPES = {
+    "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q6_k": "Q6_K",
+    "q5_k_m": "Q5_K_M", "q5_k_s": "Q5_K_S", "q5_1": "Q5_1", "q5_0": "Q5_0",
+    "q4_k_m": "Q4_K_M", "q4_k_s": "Q4_K_S", "q4_1": "Q4_1", "q4_0": "Q4_0",
+    "q3_k_l": "Q3_K_L", "q3_k_m": "Q3_K_M", "q3_k_s": "Q3_K_S", "q2_k": "Q2_K",
+}
+DEFAULT_TYPES = ("q8_0", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k")
+K_BLOCK = 256  # K-quants pack 256 numbers per super-block
+_PROGRESS = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
+_FALLBACK = re.compile(r"(\S+)\s+- ncols\s+(\d+) not divisible by (\d+) "
+                       r"\(required for type\s+(\S+)\)\s+-> falling back to\s+(\S+)")
+
+
+@dataclass
+class Fallback:
+    """Tensors that got another type than the one asked for, and why."""
+
+    wanted: str
+    got: str
+    reason: str
+    tensors: list = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{len(self.tensors)} tensors {self.wanted} -> {self.got}: "
+                f"{self.reason} (e.g. {self.tensors[0]})")
+
+
+@dataclass
+class Variant:
+    """One quantized file the kit made, registered as `name`."""
+
+    name: str
+    qtype: str
+    path: Path
+    size: int
+    parameters: int
+    bits_per_weight: float
+    seconds: float
+    tensor_types: dict  # type -> number of tensors
+    fallbacks: list
+
+    def summary(self) -> str:
+        from kit.modelfile import human_size
+
+        types = ", ".join(f"{n} {t}" for t, n in self.tensor_types.items())
+        return (f"{self.name}: {human_size(self.size)}, {self.bits_per_weight:.2f}"
+                f" bits per weight, {self.seconds:.1f} s ({types})")
+
+    def row(self) -> dict:
+        return {"name": self.name, "type": self.qtype, "size_mb": self.size / 1e6,
+                "bits_per_weight": self.bits_per_weight, "seconds": self.seconds,
+                "fallback_tensors": sum(len(f.tensors) for f in self.fallbacks)}
+
+
+def parse_types(types) -> list[str]:
+    """'q8_0,Q4_K_M' or a list -> ['q8_0', 'q4_k_m']; unknown names are refused."""
+    items = types.split(",") if isinstance(types, str) else list(types)
+    out = []
+    for item in (str(t).strip().lower() for t in items):
+        if item and item not in QUANT_TYPES:
+            raise UnknownQuantType(item, QUANT_TYPES)
+        if item and item not in out:
+            out.append(item)
+    if not out:
+        raise UnknownQuantType("", QUANT_TYPES)
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
+def output_path(base_name: str, qtype: str, out_dir=None) -> Path:
+    """Where `quantize` writes a variant: models/<base>/<base>-<type>.gguf."""
+    from kit.settings import get_settings
+
+    folder = Path(out_dir) if out_dir else get_settings().models_dir / _slug(base_name)
+    return folder / f"{_slug(base_name)}-{qtype}.gguf"
+
+
+def find_fallbacks(path, qtype: str, log: str = "") -> list[Fallback]:
+    """Compare each tensor's type in `path` with what `qtype` asks for."""
+    from kit.gguf_check import scan
+
+    base = QUANT_TYPES[qtype].split("_K")[0] + "_K" if "_K" in QUANT_TYPES[qtype] \
+        else QUANT_TYPES[qtype]
+    told = {m[0]: m for m in _FALLBACK.findall(log)}  # llama.cpp's own words
+    groups: dict[tuple, Fallback] = {}
+    for t in scan(path).tensors:
+        if t.name in told:
+            _, ncols, need, wanted, got = told[t.name]
+            wanted, got = wanted.upper(), got.upper()
+            reason = f"row size {ncols} not divisible by {need}"
+        elif (not log and base.endswith("_K") and len(t.shape) > 1
+              and t.shape[0] % K_BLOCK and t.type_name not in ("F32", "F16")
+              and not t.type_name.endswith("_K")):  # no log: judge by the file
+            wanted, got = base, t.type_name
+            reason = f"row size {t.shape[0]} not divisible by {K_BLOCK}"
+        else:
+            continue
+        key = (wanted, got, reason)
+        groups.setdefault(key, Fallback(wanted, got, reason)).tensors.append(t.name)
+    return sorted(groups.values(), key=lambda f: -len(f.tensors))
+
+
+def _run_quantizer(src: Path, dst: Path, qtype: str, threads: int, progress):
+    """Call llama.cpp's quantizer; return (ok, log text, interrupted)."""
+    import ctypes
+
+    from kit.engines.llamacpp import import_llama_cpp
+
+    llama_cpp = import_llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, "LLAMA_FTYPE_MOSTLY_" + QUANT_TYPES[qtype])
+    params.allow_requantize = True  # the starting file may itself be quantized
+    params.nthread = threads
+    lines, state = [], {"interrupted": False}
+
+    @llama_cpp.llama_log_callback
+    def on_log(level, text, user_data):
+        # Runs inside the native call: never let an exception escape (ctypes
+        # would print it and carry on); remember a Ctrl-C for afterwards.
+        try:
+            line = text.decode("utf-8", "replace")
+            lines.append(line)
+            m = _PROGRESS.match(line)
+            if m and progress:
+                progress(qtype, int(m[1]), int(m[2]))
+        except BaseException:  # KeyboardInterrupt included
+            state["interrupted"] = True
+
+    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    try:
+        rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst),
+                                            ctypes.byref(params))
+    finally:
+        from llama_cpp import _logger  # llama-cpp-python's own log handler
+
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+    return rc == 0, "".join(lines), state["interrupted"]
+
+
+def quantize(model=None, types=DEFAULT_TYPES, *, force: bool = False, out_dir=None,
+             name: str | None = None, threads: int | None = None, progress=None,
+             quiet: bool = False) -> list[Variant]:
+    """Make one quantized file per type with llama.cpp; register each as NAME-TYPE.
+
+    Each file is written to a .partial path and renamed only when complete
+    and valid; a failure or Ctrl-C leaves nothing behind and nothing registered.
+    """
+    from kit.gguf_check import scan
+    from kit.modelfile import facts_from_scan
+    from kit.settings import get_settings
+    from kit.store import installed, register, resolve, sha256_file
+
+    qtypes = parse_types(types)
+    ref = resolve(model)
+    base = name or ref.name
+    scan(ref.path)  # a bad file never reaches the native quantizer
+    threads = threads or get_settings().n_threads
+    plan = [(q, f"{base}-{q}", output_path(base, q, out_dir)) for q in qtypes]
+    known = installed()
+    for q, vname, dst in plan:  # refuse before doing any work
+        if not force and (dst.exists() or vname in known):
+            raise OutputExists(dst if dst.exists() else known[vname]["path"], vname)
+    say = (lambda *a: None) if quiet else print
+    done = []
+    for q, vname, dst in plan:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        partial = dst.with_name(dst.name + ".partial")
+        try:
+            t0 = time.perf_counter()
+            ok, log, interrupted = _run_quantizer(ref.path, partial, q, threads,
+                                                  progress)
+            seconds = time.perf_counter() - t0
+            if interrupted:
+                raise KeyboardInterrupt
+            if not ok or not partial.is_file():
+                last = [ln.strip() for ln in log.splitlines() if ln.strip()][-1:]
+                raise QuantizeFailed(f"{ref.name} to {q}", "llama.cpp said: "
+                                     + (last[0] if last else "nothing"))
+            s = scan(partial)  # complete and readable, or BadModelFile
+            os.replace(partial, dst)  # only a finished file gets the real name
+        finally:
+            partial.unlink(missing_ok=True)
+        facts = facts_from_scan(s)
+        register(vname, dst, sha256_file(dst), source="quantize", owned=True,
+                 base=ref.name, quant_type=q)
+        counts: dict[str, int] = {}
+        for t in s.tensors:
+            counts[t.type_name] = counts.get(t.type_name, 0) + 1
+        v = Variant(vname, q, dst, facts.file_size, facts.parameters,
+                    facts.bits_per_weight, seconds,
+                    dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+                    find_fallbacks(dst, q, log))
+        say(v.summary())
+        for f in v.fallbacks:
+            say("   fallback:", f.line())
+        done.append(v)
+    return done

@@ -1,0 +1,186 @@
+"""The web application: both APIs on one FastAPI app, errors, the API key.
+
+>>> app = create_app(ModelPool(["smollm2:135m"]), api_key=None)
+>>> # uvicorn.run(app, host="127.0.0.1", port=8000)  (kit.server.serve does this)
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from kit.errors import KitError, ServerBusy
+from kit.server.models import BadRequest, ClientGone, ModelPool, error_status
+
+log = logging.getLogger("kit.server")
+
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                404: "invalid_request_error", 503: "server_busy"}
+OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found", 503: "server_busy"}
+
+
+def error_body(path: str, status: int, message: str) -> dict:
+    """The error shape each API's clients expect: OpenAI's under /v1, else Ollama's."""
+    if path.startswith("/v1"):
+        return {"error": {"message": message,
+                          "type": OPENAI_TYPES.get(status, "server_error"),
+                          "param": None, "code": OPENAI_CODES.get(status)}}
+    return {"error": message}
+
+
+def error_response(request, status: int, message: str, headers=None):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(error_body(request.url.path, status, message),
+                        status_code=status, headers=headers)
+
+
+def describe_validation(errors) -> str:
+    """FastAPI's validation errors as one readable line."""
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "Malformed request: " + "; ".join(parts) + more
+
+
+class RequireKey:
+    """ASGI middleware: every request must carry `Authorization: Bearer KEY`.
+
+    Written as plain ASGI (not BaseHTTPMiddleware) so that streaming answers
+    and client disconnects pass through untouched. The key is never logged.
+    """
+
+    def __init__(self, app, api_key: str):
+        self.app, self._key = app, api_key.encode("utf-8")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        auth = headers.get(b"authorization", b"")
+        given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
+        if given and hmac.compare_digest(given, self._key):
+            return await self.app(scope, receive, send)
+        message = ("Missing or wrong API key. Send the header 'Authorization: "
+                   "Bearer KEY' (OpenAI clients: api_key=KEY; Ollama clients: "
+                   "headers={'Authorization': 'Bearer KEY'}); ask the person "
+                   "running the server for the key.")
+        body = json.dumps(error_body(scope.get("path", ""), 401, message)).encode()
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"www-authenticate", b"Bearer")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+LOCAL_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+def local_origin(origin: str) -> bool:
+    """True for web pages served from this computer (http://localhost:8888...)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(origin).hostname in LOCAL_NAMES
+    except ValueError:
+        return False
+
+
+class JsonBodies:
+    """ASGI middleware: read every POST body as JSON, refuse foreign web pages.
+
+    Ollama's examples send JSON with `curl -d` (no JSON content type), so the
+    content type is not required. Browsers mark requests that a web page
+    makes with an Origin header: only pages served from this computer may call
+    (other clients, such as curl, openai and ollama, send no Origin).
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if origin and not local_origin(origin):
+            body = json.dumps(error_body(scope.get("path", ""), 403,
+                                         f"Requests from web pages at {origin} "
+                                         "are refused.")).encode()
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"application/json")]})
+            return await send({"type": "http.response.body", "body": body})
+        if scope.get("method") == "POST" and b"json" not in headers.get(
+                b"content-type", b""):
+            headers[b"content-type"] = b"application/json"
+            scope = {**scope, "headers": list(headers.items())}
+        return await self.app(scope, receive, send)
+
+
+def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None):
+    """The FastAPI app serving `pool` (OpenAI API under /v1, Ollama's under /api)."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.exceptions import HTTPException
+
+    from kit import __version__
+    from kit.server import ollama_api, openai_api
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if on_ready is not None:
+            on_ready()
+        yield
+
+    app = FastAPI(title="kit server", version=__version__, lifespan=lifespan,
+                  description="An OpenAI- and Ollama-compatible API for local "
+                  "models, served by the local LLM workshop kit.")
+    app.state.pool = pool
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        return error_response(request, 400, describe_validation(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return error_response(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(KitError)
+    async def kit_error(request: Request, exc: KitError):
+        headers = ({"Retry-After": str(exc.retry_after)}
+                   if isinstance(exc, ServerBusy) else None)
+        return error_response(request, error_status(exc), str(exc), headers)
+
+    @app.exception_handler(BadRequest)
+    async def refused(request: Request, exc: BadRequest):
+        return error_response(request, 400, str(exc))
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone):
+        return Response(status_code=499)  # nobody is listening any more
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("Unexpected error while serving %s", request.url.path)
+        return error_response(request, 500, f"Internal error: {type(exc).__name__}: "
+                              f"{exc}. The server log has the details.")
+
+    @app.get("/", response_class=PlainTextResponse)
+    @app.head("/", response_class=PlainTextResponse)
+    async def root():
+        return "kit server is running"
+
+    @app.get("/kit/status")
+    async def status():
+        return JSONResponse(pool.status())
+
+    app.include_router(openai_api.router)
+    app.include_router(ollama_api.router)
+    app.add_middleware(JsonBodies)
+    if api_key:  # added last, so it runs first: no key, no further work
+        app.add_middleware(RequireKey, api_key=api_key)
+    return app

@@ -1,0 +1,285 @@
+"""The server's models: loaded on first use, kept within a memory budget, one
+generation at a time per model with a fair (first come, first served) queue.
+
+>>> pool = ModelPool(["smollm2:135m"])
+>>> job = await pool.start(request, "smollm2", lambda m: m.chat(messages))
+>>> async for kind, value in job: ...
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from kit.errors import KitError, ModelNotFound, ServerBusy
+
+log = logging.getLogger("kit.server")
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer began."""
+
+
+class BadRequest(ValueError):
+    """A request the server understands but cannot serve (HTTP 400)."""
+
+
+def needs_schema_support(model, schema) -> None:
+    """Refuse a JSON schema for an engine that cannot constrain its answers."""
+    if schema is not None and not model.capabilities.get("json_schema"):
+        raise BadRequest(f"The {model.engine_name} engine serving {model.name!r} "
+                         "cannot follow a JSON schema; serve a llama.cpp model "
+                         "for structured output.")
+
+
+@dataclass
+class Slot:
+    """One loaded (or loadable) model: its lock is the queue of requests."""
+
+    name: str
+    path: str
+    n_ctx: int
+    bytes_needed: int = 0
+    model: object = None
+    load_s: float = 0.0
+    waiting: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def busy(self) -> bool:
+        return self.lock.locked()
+
+
+class Job:
+    """One generation running in a worker thread, read from async code.
+
+    Iterate it (async) for ("piece", text) events, then one ("end", stats) or
+    ("error", exception). `cancel()` stops the generation within a token.
+    """
+
+    def __init__(self, stream, slot: Slot, on_done, loaded_s: float = 0.0):
+        self.stream, self.slot, self.load_s = stream, slot, loaded_s
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue = asyncio.Queue()
+        self._on_done = on_done
+        self.thread = threading.Thread(target=self._work, daemon=True,
+                                       name=f"kit-gen-{slot.name}")
+        self.thread.start()
+
+    def _put(self, event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the server is shutting down: nobody listens
+            self.stream.cancel()
+
+    def _work(self) -> None:
+        try:
+            for piece in self.stream:
+                self._put(("piece", piece))
+            self._put(("end", self.stream.stats))
+        except Exception as exc:  # reported to the client as an error
+            self._put(("error", exc))
+        finally:
+            try:
+                self.loop.call_soon_threadsafe(self._on_done, self)
+            except RuntimeError:
+                pass
+
+    def cancel(self) -> None:
+        self.stream.cancel()
+
+    async def next(self):
+        return await self.events.get()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if getattr(self, "_finished", False):
+            raise StopAsyncIteration
+        event = await self.events.get()
+        if event[0] != "piece":
+            self._finished = True
+        return event
+
+
+async def until_disconnect(request, awaitable, every: float = 0.2):
+    """Await `awaitable`, but give up (ClientGone) if the client goes away."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            if request is not None and await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+class ModelPool:
+    """The models a server offers, and the ones it has loaded."""
+
+    def __init__(self, models=None, *, n_ctx: int | None = None,
+                 n_threads: int | None = None, memory_budget: int | None = None,
+                 max_queue: int = 8, check_fit: bool = True):
+        from kit.settings import get_settings
+        from kit.store import installed, resolve
+
+        cfg = get_settings()
+        self.n_ctx = n_ctx or cfg.n_ctx
+        self.n_threads = n_threads or cfg.n_threads
+        self.max_queue, self.check_fit = max_queue, check_fit
+        if memory_budget is None:
+            import psutil
+
+            memory_budget = int(psutil.virtual_memory().available * 0.7)
+        self.memory_budget = memory_budget
+        names = list(models or []) or list(installed()) or [cfg.default_model]
+        self.offered: dict[str, str] = {}
+        for name in names:  # an unknown name fails now, before the server starts
+            ref = resolve(name)
+            self.offered[ref.name] = str(ref.path)
+        self.default = next(iter(self.offered))
+        self.slots: OrderedDict[tuple, Slot] = OrderedDict()  # least recent first
+        self.counters = dict(requests=0, completed=0, cancelled=0, refused=0,
+                             errors=0, tokens=0)
+        self.started = time.time()
+        self._facts: dict = {}
+
+    # -- names ------------------------------------------------------------
+    def canonical(self, name: str | None) -> str:
+        """The offered name for `name` ("smollm2", "smollm2:latest" work too)."""
+        if not name:
+            return self.default
+        if name in self.offered:
+            return name
+        base = name[:-7] if name.endswith(":latest") else name
+        matches = [n for n in self.offered if n == base or n.split(":")[0] == base]
+        if len(matches) == 1:
+            return matches[0]
+        raise ModelNotFound(name, list(self.offered))
+
+    def facts(self, name: str):
+        from kit.modelfile import read_facts
+
+        if name not in self._facts:
+            self._facts[name] = read_facts(self.offered[name])
+        return self._facts[name]
+
+    # -- slots, queue, memory ---------------------------------------------
+    def slot(self, name: str, n_ctx: int | None = None) -> Slot:
+        key = (name, n_ctx or self.n_ctx)
+        if key not in self.slots:
+            self.slots[key] = Slot(name, self.offered[name], key[1])
+        return self.slots[key]
+
+    def loaded(self) -> list[Slot]:
+        return [s for s in self.slots.values() if s.model is not None]
+
+    def _make_room(self, slot: Slot) -> None:
+        """Unload least recently used idle models until `slot` fits the budget."""
+        from kit.fit import estimate
+
+        if not slot.bytes_needed:
+            slot.bytes_needed = estimate(self.facts(slot.name), slot.n_ctx).total
+        for other in list(self.slots.values()):  # least recently used first
+            used = sum(s.bytes_needed for s in self.loaded())
+            if used + slot.bytes_needed <= self.memory_budget:
+                break
+            if other is not slot and other.model is not None and not other.busy:
+                self._unload(other)
+                log.info("Unloaded %s (context %d) to stay within the memory "
+                         "budget of %d MB", other.name, other.n_ctx,
+                         self.memory_budget // 1_000_000)
+
+    def _unload(self, slot: Slot) -> None:
+        from kit.engines import unload
+
+        model, slot.model = slot.model, None
+        unload(model)
+
+    def _load(self, slot: Slot):
+        from kit.engines import load
+
+        t0 = time.perf_counter()
+        model = load(slot.path, n_ctx=slot.n_ctx, n_threads=self.n_threads,
+                     check_fit=self.check_fit, quiet=True)
+        model.name = slot.name  # the served name, not the file's stem
+        return model, time.perf_counter() - t0
+
+    async def start(self, request, name: str, make_stream, n_ctx: int | None = None) -> Job:
+        """Wait for the model (in turn), load it if needed, start a generation.
+
+        `make_stream(model)` returns the engine's Stream. Raises ServerBusy when
+        the queue is full, ClientGone if the client leaves while waiting.
+        """
+        self.counters["requests"] += 1
+        slot = self.slot(name, n_ctx)
+        if slot.waiting >= self.max_queue:
+            self.counters["refused"] += 1
+            raise ServerBusy(name, slot.waiting, retry_after=max(1, slot.waiting))
+        slot.waiting += 1
+        try:
+            await until_disconnect(request, slot.lock.acquire())
+        finally:
+            slot.waiting -= 1
+        try:
+            self.slots.move_to_end((slot.name, slot.n_ctx))
+            load_s = 0.0
+            if slot.model is None:
+                self._make_room(slot)
+                slot.model, load_s = await asyncio.to_thread(self._load, slot)
+                slot.load_s = load_s
+                log.info("Loaded %s (context %d) in %.2f s", name, slot.n_ctx, load_s)
+            stream = make_stream(slot.model)
+        except BaseException:
+            slot.lock.release()
+            raise
+        return Job(stream, slot, self._finished, load_s)
+
+    def _finished(self, job: Job) -> None:
+        st = job.stream.stats
+        self.counters["tokens"] += st.generated_tokens
+        if st.stop_reason == "cancelled":
+            self.counters["cancelled"] += 1
+            log.info("Cancelled a generation of %s after %d tokens (the client "
+                     "went away)", job.slot.name, st.generated_tokens)
+        elif st.stop_reason:
+            self.counters["completed"] += 1
+        else:
+            self.counters["errors"] += 1
+        job.slot.lock.release()
+
+    def status(self) -> dict:
+        """What the server holds and has done (for /kit/status)."""
+        return {
+            "models": list(self.offered),
+            "loaded": [{"name": s.name, "n_ctx": s.n_ctx, "busy": s.busy,
+                        "waiting": s.waiting, "bytes": s.bytes_needed}
+                       for s in self.loaded()],
+            "memory_budget": self.memory_budget,
+            "max_queue": self.max_queue,
+            "counters": dict(self.counters),
+            "uptime_s": round(time.time() - self.started, 1),
+        }
+
+
+def error_status(exc: BaseException) -> int:
+    """The HTTP status for a kit error raised while serving a request."""
+    from kit.errors import (BadModelFile, BadParameter, BadSchema, PromptTooLong,
+                            WontFit)
+
+    if isinstance(exc, ModelNotFound):
+        return 404
+    if isinstance(exc, (BadParameter, BadSchema, PromptTooLong, BadRequest)):
+        return 400
+    if isinstance(exc, (ServerBusy, WontFit)):
+        return 503
+    if isinstance(exc, BadModelFile):
+        return 500
+    return 400 if isinstance(exc, KitError) else 500

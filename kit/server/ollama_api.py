@@ -1,0 +1,295 @@
+"""The Ollama API: /api/tags, /api/show, /api/ps, /api/generate, /api/chat.
+
+Answers stream as newline-delimited JSON (one object per line) unless the
+request says "stream": false, and end with Ollama's figures in nanoseconds.
+
+>>> import ollama
+>>> ollama.Client(host="http://127.0.0.1:8000").chat(model="smollm2:135m", ...)
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from typing import Any, Literal, Optional, Union
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from kit.server.models import (BadRequest, ClientGone, error_status,
+                               needs_schema_support, until_disconnect)
+
+router = APIRouter(prefix="/api")
+
+DONE = {"eos": "stop", "stop": "stop", "cancelled": "stop", "length": "length",
+        "context": "length"}
+
+
+class Options(BaseModel):
+    """The options the kit honours; Ollama's others are accepted and ignored."""
+
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None
+    min_p: Optional[float] = None
+    repeat_penalty: Optional[float] = None
+    seed: Optional[int] = None
+    num_predict: Optional[int] = None
+    num_ctx: Optional[int] = Field(default=None, ge=16)
+    stop: Optional[Union[str, list[str]]] = None
+    model_config = {"extra": "allow"}
+
+
+Format = Union[Literal["", "json"], dict, None]
+
+
+class GenerateRequest(BaseModel):
+    model: str = Field(min_length=1)
+    prompt: str = ""
+    system: Optional[str] = None
+    suffix: Optional[str] = None
+    raw: bool = False
+    stream: bool = True
+    format: Format = None
+    options: Optional[Options] = None
+    images: Optional[list[Any]] = None
+    keep_alive: Any = None
+    model_config = {"extra": "allow"}
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    images: Optional[list[Any]] = None
+
+
+class ChatRequest(BaseModel):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = []
+    stream: bool = True
+    format: Format = None
+    options: Optional[Options] = None
+    tools: Optional[list[Any]] = None
+    keep_alive: Any = None
+    model_config = {"extra": "allow"}
+
+
+class ShowRequest(BaseModel):
+    model: Optional[str] = None
+    name: Optional[str] = None  # older clients send "name"
+    verbose: bool = False
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _details(facts) -> dict:
+    n = facts.parameters or 0
+    size = f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+    return {"parent_model": "", "format": "gguf", "family": facts.architecture,
+            "families": [facts.architecture], "parameter_size": size,
+            "quantization_level": facts.quantization}
+
+
+def _entry(pool, name: str) -> dict:
+    import os
+
+    path = pool.offered[name]
+    st = os.stat(path)
+    digest = ""
+    from kit.store import installed
+
+    digest = (installed().get(name) or {}).get("sha256") or ""
+    return {"name": name, "model": name, "size": st.st_size,
+            "modified_at": dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc)
+            .isoformat().replace("+00:00", "Z"),
+            "digest": digest, "details": _details(pool.facts(name))}
+
+
+@router.get("/version")
+async def version():
+    from kit import __version__
+
+    return {"version": __version__}
+
+
+@router.get("/tags")
+async def tags(request: Request):
+    pool = request.app.state.pool
+    return {"models": [_entry(pool, n) for n in pool.offered]}
+
+
+@router.get("/ps")
+async def ps(request: Request):
+    pool = request.app.state.pool
+    out = []
+    for slot in pool.loaded():
+        out.append({**_entry(pool, slot.name), "size": slot.bytes_needed,
+                    "size_vram": 0, "context_length": slot.n_ctx, "expires_at": None})
+    return {"models": out}
+
+
+@router.post("/show")
+async def show(body: ShowRequest, request: Request):
+    pool = request.app.state.pool
+    name = pool.canonical(body.model or body.name or "")
+    facts = pool.facts(name)
+    arch = facts.architecture
+    info = {"general.architecture": arch, "general.parameter_count": facts.parameters,
+            f"{arch}.context_length": facts.context_length,
+            f"{arch}.embedding_length": facts.embedding_length,
+            f"{arch}.block_count": facts.block_count}
+    return {"modelfile": f"# served by the kit\nFROM {pool.offered[name]}\n",
+            "parameters": "", "template": facts.chat_template or "",
+            "details": _details(facts), "model_info": info,
+            "capabilities": ["completion"], "modified_at": _entry(pool, name)["modified_at"]}
+
+
+def _sampling(options: Options | None, n_ctx: int) -> dict:
+    o = options or Options()
+    predict = o.num_predict
+    stop = o.stop
+    return dict(temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, min_p=o.min_p,
+                repeat_penalty=o.repeat_penalty, seed=o.seed,
+                # Ollama's -1 (or unset) means "until the model stops or the
+                # context is full"; the engine stops at the context anyway.
+                max_tokens=n_ctx if predict is None or predict < 1 else predict,
+                stop=(stop,) if isinstance(stop, str) else tuple(stop or ()))
+
+
+def _schema(fmt):
+    return None if fmt in (None, "") else fmt
+
+
+def _figures(stats, t0: float, load_s: float) -> dict:
+    ns = lambda s: int(s * 1e9)  # noqa: E731
+    return {"done": True, "done_reason": DONE.get(stats.stop_reason, "stop"),
+            "total_duration": ns(time.perf_counter() - t0), "load_duration": ns(load_s),
+            "prompt_eval_count": stats.prompt_tokens,
+            "prompt_eval_duration": ns(stats.ttft_s),
+            "eval_count": stats.generated_tokens,
+            "eval_duration": ns(max(0.0, stats.total_s - stats.ttft_s))}
+
+
+async def _answer(request, pool, name, make_stream, n_ctx, stream, wrap, t0):
+    job = await pool.start(request, name, make_stream, n_ctx=n_ctx)
+    try:
+        first = await until_disconnect(request, job.next())
+    except BaseException:
+        job.cancel()
+        raise
+    if first[0] == "error":
+        raise first[1]
+    if not stream:
+        pieces, event = [], first
+        try:
+            while event[0] == "piece":
+                pieces.append(event[1])
+                event = await until_disconnect(request, job.next())
+        except ClientGone:
+            job.cancel()
+            raise
+        if event[0] == "error":
+            raise event[1]
+        return JSONResponse({**wrap("".join(pieces)),
+                             **_figures(event[1], t0, job.load_s)})
+
+    async def lines():
+        event = first
+        try:
+            while event[0] == "piece":
+                yield json.dumps({**wrap(event[1]), "done": False}) + "\n"
+                event = await job.next()
+            if event[0] == "error":  # Ollama's clients raise on an "error" line
+                yield json.dumps({"error": str(event[1]),
+                                  "status": error_status(event[1])}) + "\n"
+                return
+            yield json.dumps({**wrap(""), **_figures(event[1], t0, job.load_s)}) + "\n"
+        finally:
+            job.cancel()  # no-op when finished; stops the model if the client left
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+async def _just_load(request, pool, name, n_ctx, wrap, t0):
+    """An empty prompt loads the model and answers at once (as Ollama does)."""
+    slot = pool.slot(name, n_ctx)
+    load_s = 0.0
+    if slot.model is None:
+        await until_disconnect(request, slot.lock.acquire())
+        try:
+            if slot.model is None:
+                import asyncio
+
+                pool._make_room(slot)
+                slot.model, load_s = await asyncio.to_thread(pool._load, slot)
+        finally:
+            slot.lock.release()
+    ns = int((time.perf_counter() - t0) * 1e9)
+    return JSONResponse({**wrap(""), "done": True, "done_reason": "load",
+                         "total_duration": ns, "load_duration": int(load_s * 1e9)})
+
+
+def _refuse_images(images) -> None:
+    if images:
+        raise BadRequest("Images are not supported: this server handles text only.")
+
+
+@router.post("/generate")
+async def generate(body: GenerateRequest, request: Request):
+    t0 = time.perf_counter()
+    pool = request.app.state.pool
+    name = pool.canonical(body.model)
+    _refuse_images(body.images)
+    if body.suffix:
+        raise BadRequest("suffix (fill in the middle) is not supported by this server.")
+    n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
+    sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
+
+    def wrap(text):
+        return {"model": name, "created_at": _now(), "response": text}
+
+    if not body.prompt:
+        return await _just_load(request, pool, name, n_ctx, wrap, t0)
+
+    def make_stream(model):
+        needs_schema_support(model, schema)
+        extra = {"json_schema": schema} if schema is not None else {}
+        if body.raw:
+            return model.generate(body.prompt, **sampling, **extra)
+        messages = ([{"role": "system", "content": body.system}] if body.system else [])
+        messages.append({"role": "user", "content": body.prompt})
+        return model.chat(messages, **sampling, **extra)
+
+    return await _answer(request, pool, name, make_stream, n_ctx, body.stream, wrap, t0)
+
+
+@router.post("/chat")
+async def chat(body: ChatRequest, request: Request):
+    t0 = time.perf_counter()
+    pool = request.app.state.pool
+    name = pool.canonical(body.model)
+    for m in body.messages:
+        _refuse_images(m.images)
+    if body.tools:
+        raise BadRequest("Tools are not supported by this server; send plain "
+                         "messages (or ask for JSON with format).")
+    n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
+    sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
+
+    def wrap(text):
+        return {"model": name, "created_at": _now(),
+                "message": {"role": "assistant", "content": text}}
+
+    if not body.messages:
+        return await _just_load(request, pool, name, n_ctx, wrap, t0)
+    messages = [{"role": m.role, "content": m.content} for m in body.messages]
+
+    def make_stream(model):
+        needs_schema_support(model, schema)
+        extra = {"json_schema": schema} if schema is not None else {}
+        return model.chat(messages, **sampling, **extra)
+
+    return await _answer(request, pool, name, make_stream, n_ctx, body.stream, wrap, t0)

@@ -1,0 +1,255 @@
+"""The OpenAI API: /v1/models, /v1/chat/completions, /v1/completions.
+
+Request bodies reuse llama-cpp-python's own pydantic types (its server speaks
+the same API), with the newer fields OpenAI's client sends added.
+
+>>> from openai import OpenAI
+>>> client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+>>> client.chat.completions.create(model="smollm2:135m", messages=[...])
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Literal, Optional, Union
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from llama_cpp.server.types import CreateChatCompletionRequest, CreateCompletionRequest
+from pydantic import BaseModel, Field
+
+from kit.errors import BadSchema
+from kit.server.models import (BadRequest, ClientGone, error_status, needs_schema_support,
+                               until_disconnect)
+
+router = APIRouter(prefix="/v1")
+
+FINISH = {"eos": "stop", "stop": "stop", "cancelled": "stop", "length": "length",
+          "context": "length"}
+
+
+class JsonSchemaSpec(BaseModel):
+    name: Optional[str] = None
+    description: Optional[str] = None
+    schema_: Optional[dict] = Field(default=None, alias="schema")
+    strict: Optional[bool] = None
+    model_config = {"populate_by_name": True}
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: Optional[JsonSchemaSpec] = None
+    schema_: Optional[dict] = Field(default=None, alias="schema")  # llama.cpp's form
+    model_config = {"populate_by_name": True}
+
+
+class Message(BaseModel):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: Union[str, list[dict], None] = None
+    name: Optional[str] = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(CreateChatCompletionRequest):
+    messages: list[Message] = Field(min_length=1)
+    response_format: Optional[ResponseFormat] = None
+    stream_options: Optional[StreamOptions] = None
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+
+
+class CompletionRequest(CreateCompletionRequest):
+    max_tokens: Optional[int] = Field(default=16, ge=1)
+    stream_options: Optional[StreamOptions] = None
+
+
+def _text(content) -> str:
+    """Message content as text; parts other than text are refused."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for part in content:
+        if part.get("type") != "text":
+            raise BadRequest(f"Message parts of type {part.get('type')!r} are not "
+                             "supported: this server handles text only.")
+        texts.append(str(part.get("text", "")))
+    return "".join(texts)
+
+
+def _schema(fmt: ResponseFormat | None):
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_schema":
+        if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+            raise BadSchema("response_format type 'json_schema' needs "
+                            "json_schema.schema")
+        return fmt.json_schema.schema_
+    return fmt.schema_ or "json"
+
+
+def _sampling(body, n_ctx: int, max_tokens) -> dict:
+    if (body.n or 1) != 1:
+        raise BadRequest("n must be 1: this server returns one answer per request.")
+    stop = body.stop
+    return dict(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
+                min_p=body.min_p, repeat_penalty=body.repeat_penalty, seed=body.seed,
+                max_tokens=max_tokens or n_ctx,
+                stop=(stop,) if isinstance(stop, str) else tuple(stop or ()))
+
+
+def _usage(stats) -> dict:
+    return {"prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.generated_tokens,
+            "total_tokens": stats.prompt_tokens + stats.generated_tokens}
+
+
+@router.get("/models")
+async def list_models(request: Request):
+    pool = request.app.state.pool
+    data = []
+    for name, path in pool.offered.items():
+        try:
+            import os
+
+            created = int(os.path.getmtime(path))
+        except OSError:
+            created = 0
+        data.append({"id": name, "object": "model", "created": created,
+                     "owned_by": "kit"})
+    return {"object": "list", "data": data}
+
+
+@router.get("/models/{name:path}")
+async def one_model(name: str, request: Request):
+    pool = request.app.state.pool
+    name = pool.canonical(name)
+    return {"id": name, "object": "model", "created": 0, "owned_by": "kit"}
+
+
+async def _answer(request, pool, name, make_stream, stream: bool, chunk, final,
+                  include_usage: bool):
+    """Run a generation; return JSON, or server-sent events when streaming."""
+    from sse_starlette.sse import EventSourceResponse
+
+    job = await pool.start(request, name, make_stream)
+    try:
+        first = await until_disconnect(request, job.next())
+    except BaseException:
+        job.cancel()
+        raise
+    if first[0] == "error":
+        raise first[1]
+    if not stream:
+        pieces, event = [], first
+        try:
+            while event[0] == "piece":
+                pieces.append(event[1])
+                event = await until_disconnect(request, job.next())
+        except ClientGone:
+            job.cancel()
+            raise
+        if event[0] == "error":
+            raise event[1]
+        return JSONResponse(final("".join(pieces), event[1]))
+
+    async def events():
+        event = first
+        try:
+            yield {"data": json.dumps(chunk(None, None))}  # the role comes first
+            while event[0] == "piece":
+                yield {"data": json.dumps(chunk(event[1], None))}
+                event = await job.next()
+            if event[0] == "error":
+                exc = event[1]
+                yield {"data": json.dumps({"error": {
+                    "message": str(exc), "type": "server_error",
+                    "code": error_status(exc)}})}
+                return
+            stats = event[1]
+            yield {"data": json.dumps(chunk(None, FINISH.get(stats.stop_reason, "stop")))}
+            if include_usage:
+                yield {"data": json.dumps({**chunk(None, None), "choices": [],
+                                           "usage": _usage(stats)})}
+            yield {"data": "[DONE]"}
+        finally:
+            job.cancel()  # no-op when finished; stops the model if the client left
+
+    return EventSourceResponse(events(), ping=15)
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatRequest, request: Request):
+    pool = request.app.state.pool
+    name = pool.canonical(body.model)
+    if body.tools or body.functions:
+        raise BadRequest("Tools and functions are not supported by this server; "
+                         "send plain messages (or ask for JSON with response_format).")
+    messages = [{"role": "system" if m.role == "developer" else m.role,
+                 "content": _text(m.content)} for m in body.messages]
+    schema = _schema(body.response_format)
+    sampling = _sampling(body, pool.n_ctx, body.max_completion_tokens or body.max_tokens)
+    extra = {"json_schema": schema} if schema is not None else {}
+    rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+    def make_stream(model):
+        needs_schema_support(model, schema)
+        return model.chat(messages, **sampling, **extra)
+
+    def chunk(piece, finish):
+        delta = ({"content": piece} if piece is not None
+                 else {} if finish else {"role": "assistant", "content": ""})
+        return {"id": rid, "object": "chat.completion.chunk", "created": created,
+                "model": name, "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                             "finish_reason": finish}]}
+
+    def final(text, stats):
+        return {"id": rid, "object": "chat.completion", "created": created,
+                "model": name, "system_fingerprint": None,
+                "choices": [{"index": 0, "logprobs": None,
+                             "message": {"role": "assistant", "content": text},
+                             "finish_reason": FINISH.get(stats.stop_reason, "stop")}],
+                "usage": _usage(stats)}
+
+    include = bool(body.stream_options and body.stream_options.include_usage)
+    return await _answer(request, pool, name, make_stream, body.stream, chunk, final,
+                         include)
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request):
+    pool = request.app.state.pool
+    name = pool.canonical(body.model)
+    prompt = body.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise BadRequest("Send one prompt per request (a string, or a list "
+                             "holding one string).")
+        prompt = prompt[0]
+    sampling = _sampling(body, pool.n_ctx, body.max_tokens)
+    rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    echo = prompt if body.echo else ""
+
+    def make_stream(model):
+        return model.generate(prompt, **sampling)
+
+    def chunk(piece, finish):
+        if piece is None and finish is None:
+            piece = echo  # the opening event carries the echoed prompt, if any
+        return {"id": rid, "object": "text_completion", "created": created,
+                "model": name, "choices": [{"index": 0, "text": piece or "",
+                                            "logprobs": None, "finish_reason": finish}]}
+
+    def final(text, stats):
+        return {"id": rid, "object": "text_completion", "created": created,
+                "model": name,
+                "choices": [{"index": 0, "text": echo + text, "logprobs": None,
+                             "finish_reason": FINISH.get(stats.stop_reason, "stop")}],
+                "usage": _usage(stats)}
+
+    include = bool(body.stream_options and body.stream_options.include_usage)
+    return await _answer(request, pool, name, make_stream, body.stream, chunk, final,
+                         include)

@@ -1,0 +1,248 @@
+"""A chat box for notebooks and Voila: streaming replies, Stop, context meter.
+
+>>> from kit.widgets import ChatWidget
+>>> chat = ChatWidget(system="Answer in one sentence.")
+>>> chat                                   # type, press Enter, watch it stream
+
+The work is done by kit.chat (Conversation.ask, export); this module only
+wires widgets to it. Answers are generated in a background thread so the
+kernel stays free to hear the Stop button.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import threading
+import time
+
+import ipywidgets as W
+
+from kit.chat import RESERVE, Conversation, export
+from kit.errors import KitError
+
+UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
+_STYLE = """<style>
+.kit-msg {padding: 4px 10px; margin: 3px 0; border-radius: 8px; max-width: 95%}
+.kit-msg p {margin: 2px 0}
+.kit-user {background: #e8f0fe} .kit-assistant {background: #f3f3f3}
+.kit-notice {background: #fff4ce; font-size: 90%}
+.kit-error {background: #fde7e9}
+</style>"""
+
+
+def markdown_html(text: str) -> str:
+    """Markdown to HTML, with any HTML in the text shown as text (escaped)."""
+    try:
+        import mistune  # comes with Jupyter (nbconvert uses it)
+
+        return mistune.create_markdown(escape=True, plugins=["strikethrough", "table"]
+                                       )(text)
+    except ImportError:
+        return f"<pre style='white-space:pre-wrap'>{html.escape(text)}</pre>"
+
+
+def _bubble(kind: str, body_html: str) -> str:
+    who = {"user": "You", "assistant": "Model", "notice": "Note",
+           "error": "Problem"}[kind]
+    return f"<div class='kit-msg kit-{kind}'><b>{who}:</b> {body_html}</div>"
+
+
+def download_link(path, mime: str) -> str:
+    """An HTML link that downloads a small file from the browser (data: URL)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    name = html.escape(path.name)
+    return (f"<a download='{name}' href='data:{mime};charset=utf-8;base64,{data}'>"
+            f"{name}</a>")
+
+
+class ChatWidget(W.VBox):
+    """Chat with an installed model; everything said is in `.conv`."""
+
+    def __init__(self, model: str | None = None, system: str = "",
+                 temperature: float = 0.7, max_tokens: int = 256,
+                 n_ctx: int | None = None, folder=None, preload: bool = True, **kw):
+        from kit.settings import get_settings
+        from kit.store import installed
+
+        cfg = get_settings()
+        names = list(installed()) or [cfg.default_model]
+        model = model or (cfg.default_model if cfg.default_model in names else names[0])
+        self.n_ctx = n_ctx or cfg.n_ctx
+        self.conv = Conversation(system=system)
+        self.loaded = None  # the model object once loaded
+        self.stream = None  # the answer being generated, for Stop
+        self._thread: threading.Thread | None = None
+        self._load_lock = threading.Lock()
+
+        self.model_pick = W.Dropdown(options=names if model in names else [model, *names],
+                                     value=model, description="Model")
+        self.temperature = W.FloatSlider(value=temperature, min=0, max=2, step=0.1,
+                                         description="Temperature")
+        self.max_tokens = W.IntSlider(value=max_tokens, min=16, max=1024, step=16,
+                                      description="Max tokens")
+        self.system = W.Textarea(value=system, rows=2, description="System",
+                                 placeholder="How the model should behave, e.g. "
+                                 "'Answer in one short sentence.'",
+                                 layout=W.Layout(width="98%"))
+        self.history = W.VBox(layout=W.Layout(max_height="420px", overflow="auto",
+                                          border="1px solid #ddd", padding="4px",
+                                          min_height="80px"))
+        # Enter sends: the text box reports Enter as a "submit" message.
+        self.prompt = W.Text(placeholder="Type a message and press Enter",
+                             continuous_update=True, layout=W.Layout(flex="1"))
+        self.prompt.on_msg(self._on_prompt_msg)
+        self.send_button = W.Button(description="Send", button_style="primary")
+        self.stop_button = W.Button(description="Stop", button_style="danger", disabled=True)
+        self.reset_button = W.Button(description="Reset")
+        self.meter = W.IntProgress(value=0, min=0, max=self.n_ctx,
+                                   layout=W.Layout(width="160px"))
+        self.context = W.HTML(f"Context: 0 of {self.n_ctx} tokens used")
+        self.status = W.HTML("Ready.")
+        self.folder = W.Text(value=str(folder or cfg.home / "transcripts"),
+                             description="Folder", layout=W.Layout(width="60%"))
+        self.export_button = W.Button(description="Export transcript")
+        self.exported = W.HTML()
+        for widget, name in [(self.prompt, "prompt"), (self.send_button, "send"),
+                             (self.stop_button, "stop"), (self.reset_button, "reset"),
+                             (self.history, "log"), (self.status, "status"),
+                             (self.context, "context"), (self.exported, "exported"),
+                             (self.export_button, "export"), (self.folder, "folder")]:
+            widget.add_class(f"kit-chat-{name}")
+        self.send_button.on_click(lambda _b: self.ask())
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.reset_button.on_click(lambda _b: self.reset())
+        self.export_button.on_click(lambda _b: self.export())
+        self.model_pick.observe(lambda _change: threading.Thread(
+            target=self._preload, daemon=True).start(), "value")
+        super().__init__([
+            W.HTML(_STYLE), W.HBox([self.model_pick, self.temperature, self.max_tokens]),
+            self.system, self.history,
+            W.HBox([self.prompt, self.send_button, self.stop_button, self.reset_button]),
+            W.HBox([W.Label("Context"), self.meter, self.context]), self.status,
+            W.HBox([self.folder, self.export_button]), self.exported], **kw)
+        self.add_class("kit-chat")
+        if preload:  # load while the learner types, so the first answer is quick
+            threading.Thread(target=self._preload, daemon=True).start()
+
+    # -- actions ------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def ask(self, text: str | None = None) -> bool:
+        """Send text (default: what is typed); False if busy or empty."""
+        text = (self.prompt.value if text is None else text).strip()
+        if not text or self.busy:
+            return False
+        self.prompt.value = ""
+        self.send_button.disabled, self.stop_button.disabled = True, False
+        self._thread = threading.Thread(target=self._answer, args=(text,), daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
+
+    def wait(self, timeout: float = 60) -> None:
+        """Block until the current answer is finished (for tests and scripts)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def reset(self) -> None:
+        """Stop any answer and forget the conversation."""
+        self.stop()
+        self.wait(5)
+        self.conv.clear()
+        self.history.children = ()
+        self.exported.value = ""
+        self._show_usage()
+        self.status.value = "Conversation cleared."
+
+    def export(self):
+        """Write the transcript (Markdown and JSON); show download links."""
+        try:
+            md, js = export(self.conv, self.folder.value, self.loaded)
+        except KitError as exc:
+            self.exported.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            return None
+        self.exported.value = (f"Saved in {html.escape(str(md.parent))}: "
+                               f"{download_link(md, 'text/markdown')} · "
+                               f"{download_link(js, 'application/json')}")
+        return md, js
+
+    # -- inside -------------------------------------------------------------
+    def _on_prompt_msg(self, _widget, content, _buffers):
+        if content.get("event") == "submit":
+            self.ask()
+
+    def _add(self, kind: str, body_html: str) -> W.HTML:
+        item = W.HTML(_bubble(kind, body_html))
+        item.add_class(f"kit-chat-{kind}")
+        self.history.children = (*self.history.children, item)
+        return item
+
+    def _model(self):
+        from kit.engines import load
+
+        name = self.model_pick.value
+        with self._load_lock:  # the preload thread may be loading it right now
+            if self.loaded is None or self.loaded.name != name:
+                self.status.value = f"Loading {html.escape(name)}..."
+                model = load(name, n_ctx=self.n_ctx, quiet=True)
+                self.status.value = (
+                    f"Loaded {html.escape(name)} ({model.facts.quantization}) on "
+                    f"{model.describe()} in {model.load_s:.2f} s. Ready.")
+                self.loaded = model
+        return self.loaded
+
+    def _preload(self) -> None:
+        try:
+            self._model()
+            self._show_usage()
+        except KitError as exc:  # e.g. no model yet: the message says the fix
+            self.status.value = html.escape(str(exc))
+
+    def _show_usage(self) -> None:
+        if self.loaded is None:
+            return
+        use = self.conv.usage(self.loaded, reserve=min(RESERVE, self.max_tokens.value))
+        self.meter.max, self.meter.value = use.n_ctx, min(use.used, use.n_ctx)
+        self.context.value = html.escape(use.line())
+
+    def _answer(self, text: str) -> None:
+        self._add("user", markdown_html(text))
+        try:
+            model = self._model()
+            self.conv.system = self.system.value.strip()
+            seen = len(self.conv.notices)
+            self.stream = self.conv.ask(model, text, temperature=self.temperature.value,
+                                        max_tokens=self.max_tokens.value)
+            for note in self.conv.notices[seen:]:
+                self._add("notice", html.escape(note))
+            reply = self._add("assistant", "<i>...</i>")
+            parts, last = [], 0.0
+            for piece in self.stream:
+                parts.append(piece)
+                now = time.monotonic()
+                if now - last >= UPDATE_EVERY_S:
+                    reply.value = _bubble("assistant", markdown_html("".join(parts)))
+                    self.status.value = (f"Generating... "
+                                         f"{self.stream.stats.generated_tokens} tokens")
+                    last = now
+            reply.value = _bubble("assistant", markdown_html("".join(parts)) or "<i>(no text)</i>")
+            for note in self.stream.stats.notices:
+                self._add("notice", html.escape(note))
+            self.status.value = html.escape(self.stream.stats.line())
+            self._show_usage()
+        except KitError as exc:
+            self._add("error", html.escape(str(exc)))
+            self.status.value = "Not answered: see the message above."
+        except Exception as exc:  # never let a thread die silently
+            self._add("error", html.escape(f"{type(exc).__name__}: {exc}. Press Reset "
+                                           "and try again; if it repeats, restart "
+                                           "the kernel."))
+            self.status.value = "Not answered: see the message above."
+        finally:
+            self.stream = None
+            self.send_button.disabled, self.stop_button.disabled = False, True
