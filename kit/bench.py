@@ -50,18 +50,29 @@ def parse_list(text, name: str = "threads", allow_all: bool = False) -> list[int
     return list(dict.fromkeys(out))  # keep order, drop repeats
 
 
-def memory_bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
-    """Bytes per second a plain memory copy moves (read + written), best of repeats."""
+def memory_bandwidth(size_mb: int = 256, repeats: int = 5, threads: int = 1) -> float:
+    """Bytes per second a plain memory copy moves (read + written), best of repeats.
+
+    threads > 1 copies slices side by side (numpy lets go of the GIL), as a
+    model's threads read its weights side by side.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
 
-    src = np.ones(size_mb * 2**20 // 8)
+    if not isinstance(threads, int) or threads < 1:
+        raise BadParameter("threads", threads, "1 or more")
+    src = np.ones(max(1, size_mb) * 2**20 // 8)
     dst = np.empty_like(src)
-    np.copyto(dst, src)  # touch every page once, so page faults are not timed
+    bounds = np.linspace(0, src.size, threads + 1).astype(int)
+    parts = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - t0)
+    with ThreadPoolExecutor(threads) as pool:
+        for i in range(repeats + 1):  # the first pass touches every page
+            t0 = time.perf_counter()
+            list(pool.map(lambda p: np.copyto(*p), parts))
+            if i:
+                best = min(best, time.perf_counter() - t0)
     return 2 * src.nbytes / best
 
 
@@ -209,12 +220,13 @@ def run_bench(models=None, threads=None, gpu_layers=(0,), n_prompt: int = 128,
     if not isinstance(reps, int) or reps < 1:
         raise BadParameter("reps", reps, "1 or more")
     if any(layers) and not gpu_offload_supported():
-        raise NoGpuSupport("gpu_layers " + ",".join(map(str, layers)))
+        raise NoGpuSupport("gpu_layers " + ",".join(map(str, layers)), False)
     refs = [resolve(None if m is None else str(m)) for m in models]  # fail early
     if bandwidth is None and measure_bandwidth and 0 in layers:
-        bandwidth = memory_bandwidth()
+        bandwidth = memory_bandwidth(threads=max(threads))
         if not quiet:
-            print(f"Memory bandwidth (numpy copy): {bandwidth / 1e9:.1f} GB/s")
+            print(f"Memory bandwidth (numpy copy, {max(threads)} threads): "
+                  f"{bandwidth / 1e9:.1f} GB/s")
     tests = [(t, n) for t, n in (("pp", n_prompt), ("tg", n_gen)) if n]
     rows = []
     for ref in refs:
@@ -274,9 +286,18 @@ def machine_meta(bandwidth: float | None = None) -> dict:
     return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "cpu": _cpu_model_and_flags()[0], "cores_logical": os.cpu_count(),
             "os": platform.platform(), "gpus": [g["name"] for g in _nvidia_gpus()],
-            "llama_cpp_python": version("llama-cpp-python"),
+            "llama_cpp_python": version("llama-cpp-python") or _llama_version(),
             "bandwidth_gbs": bandwidth / 1e9 if bandwidth else None,
             "method": "llama-bench: random tokens, warm-up, pp batched, tg one by one"}
+
+
+def _llama_version():
+    try:
+        import llama_cpp
+
+        return llama_cpp.__version__
+    except Exception:  # not importable: the results say so
+        return None
 
 
 def _atomic_write(path, text: str) -> Path:

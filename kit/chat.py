@@ -208,10 +208,17 @@ def _write_atomic(path: Path, text: str) -> None:
         partial.unlink(missing_ok=True)
 
 
-def export(conv: Conversation, folder, model=None, stem: str | None = None
+def default_folder() -> Path:
+    """Where transcripts go unless told otherwise: $KIT_HOME/transcripts."""
+    from kit.settings import get_settings
+
+    return get_settings().home / "transcripts"
+
+
+def export(conv: Conversation, folder=None, model=None, stem: str | None = None
            ) -> tuple[Path, Path]:
     """Write the transcript as STEM.md and STEM.json in folder; return both paths."""
-    folder = Path(folder).expanduser()
+    folder = Path(folder or default_folder()).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -195,14 +195,15 @@ class PackInstallFailed(PackError):
 class NoGpuSupport(KitError):
     """A GPU option was asked of a llama-cpp-python built for the CPU only."""
 
-    def __init__(self, asked: str = "n_gpu_layers"):
+    def __init__(self, asked: str = "n_gpu_layers", fallback_hint: bool = True):
         super().__init__(
             f"{asked} asks for the GPU, but this llama-cpp-python was built "
             "without GPU support, so nothing would move to a GPU. Use 0 GPU "
             "layers (CPU), or rebuild it with CUDA: CMAKE_ARGS=\"-DGGML_CUDA=on\" "
             "pip install --force-reinstall --no-cache-dir llama-cpp-python "
-            "(Apple: -DGGML_METAL=on; README: GPU). To run on the CPU anyway, "
-            "pass gpu_fallback=True."
+            "(Apple: -DGGML_METAL=on; README: GPU)."
+            + (" To run on the CPU anyway, pass gpu_fallback=True." if fallback_hint
+               else "")
         )
         self.asked = asked
 

@@ -158,6 +158,18 @@ class MirrorHandler(BaseHTTPRequestHandler):
         d = Path(self.server.root) / repo_id
         return d if d.is_dir() else None
 
+    def _open(self, repo_id: str, rev: str):
+        """(folder, commit) of a repository at rev, or (None, None) once answered."""
+        repo_dir = self._repo(repo_id)
+        if repo_dir is None:
+            self._no_repo()
+            return None, None
+        commit = _commit(repo_dir)
+        if rev not in ("main", commit):
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return None, None
+        return repo_dir, commit
+
     def _no_repo(self):
         # Like the Hub: 401 without a token (it might be private), else 404.
         self._error(401 if self._token() is None else 404, "RepoNotFound",
@@ -203,7 +215,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
         gated = card.get("gated", False)
         mtime = max([repo_dir.stat().st_mtime] +
                     [(repo_dir / f).stat().st_mtime for f in _files(repo_dir)])
-        data = {"_id": _commit(repo_dir)[:24], "id": repo_id, "modelId": repo_id,
+        return {"_id": _commit(repo_dir)[:24], "id": repo_id, "modelId": repo_id,
                 "author": repo_id.split("/")[0], "sha": _commit(repo_dir),
                 "private": False, "disabled": False,
                 "gated": (gated if gated in ("auto", "manual") else
@@ -213,7 +225,6 @@ class MirrorHandler(BaseHTTPRequestHandler):
                 "library_name": "gguf" if "gguf" in tags else None,
                 "createdAt": _iso(repo_dir.stat().st_mtime),
                 "lastModified": _iso(mtime)}
-        return data
 
     def _search(self, query):
         text = (query.get("search") or [""])[0].lower()
@@ -223,28 +234,22 @@ class MirrorHandler(BaseHTTPRequestHandler):
         limit = int((query.get("limit") or ["1000"])[0])
         root = Path(self.server.root)
         found = []
-        for owner in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for repo_dir in sorted(p for p in owner.iterdir() if p.is_dir()):
-                repo_id = f"{owner.name}/{repo_dir.name}"
-                if text and text not in repo_id.lower():
-                    continue
-                if author and owner.name != author:
-                    continue
-                model = self._model(repo_dir, repo_id)
-                if wanted - set(model["tags"]) - {model["library_name"]}:
-                    continue
+        for repo_dir in sorted(root.glob("[!.]*/[!.]*")):
+            repo_id = f"{repo_dir.parent.name}/{repo_dir.name}"
+            if not repo_dir.is_dir() or text not in repo_id.lower() or (
+                    author and repo_dir.parent.name != author):
+                continue
+            model = self._model(repo_dir, repo_id)
+            if not wanted - set(model["tags"]) - {model["library_name"]}:
                 found.append(model)
         if sort in ("downloads", "likes", "lastModified", "createdAt"):
             found.sort(key=lambda m: m[sort], reverse=True)
         self._json(found[:limit])
 
     def _info(self, repo_id, rev, query):
-        repo_dir = self._repo(repo_id)
+        repo_dir, commit = self._open(repo_id, rev)
         if repo_dir is None:
-            return self._no_repo()
-        commit = _commit(repo_dir)
-        if rev not in ("main", commit):
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return
         data = self._model(repo_dir, repo_id)
         card = _card(repo_dir)
         data["cardData"] = {k: v for k, v in card.items() if k not in ("downloads", "likes")}
@@ -271,12 +276,9 @@ class MirrorHandler(BaseHTTPRequestHandler):
         return entry
 
     def _tree(self, repo_id, rev, sub, query):
-        repo_dir = self._repo(repo_id)
+        repo_dir, commit = self._open(repo_id, rev)
         if repo_dir is None:
-            return self._no_repo()
-        commit = _commit(repo_dir)
-        if rev not in ("main", commit):
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return
         recursive = (query.get("recursive") or ["false"])[0].lower() == "true"
         prefix = sub.strip("/") + "/" if sub.strip("/") else ""
         out, dirs = [], set()
@@ -295,12 +297,9 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self._json(out)
 
     def _resolve(self, repo_id, rev, rel):
-        repo_dir = self._repo(repo_id)
+        repo_dir, commit = self._open(repo_id, rev)
         if repo_dir is None:
-            return self._no_repo()
-        commit = _commit(repo_dir)
-        if rev not in ("main", commit):
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return
         card = _card(repo_dir)
         if card.get("gated") and rel != "README.md":
             token = self._token()

@@ -20,6 +20,7 @@ from kit.errors import PackError
 FORMAT, FORMAT_VERSION, MANIFEST = "kit-pack", 1, "manifest.json"
 CHUNK = 1 << 20
 WHEELS_GUESS = 300 * 10**6  # room to leave for a full wheelhouse
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}")  # kit names
 
 
 def _slug(name: str) -> str:
@@ -96,10 +97,16 @@ def _add_model(ref, entry: dict, root: Path, used: set, quiet: bool) -> dict:
             f"(sha256 {digest[:12]}..., recorded {ref.sha256[:12]}...). "
             "Download it again (starter model: `kit setup --force`), then "
             "build the pack again.")
-    return {"name": ref.name, "file": rel, "size": size, "sha256": digest,
-            "quantization": read_facts(ref.path).quantization,
-            "license": entry.get("license"),
-            "source": entry.get("source") or entry.get("repo") or "local"}
+    facts = read_facts(ref.path)
+    source = entry.get("source") or "local"
+    if entry.get("repo"):  # pulled from the Hub: say exactly where from
+        source = f"hf.co/{entry['repo']}/{entry.get('file') or fname}"
+    out = {"name": ref.name, "file": rel, "size": size, "sha256": digest,
+           "quantization": facts.quantization, "source": source,
+           "license": entry.get("license") or facts.license}
+    if entry.get("engine"):  # e.g. a copy converted for ctransformers
+        out["engine"] = entry["engine"]
+    return out
 
 
 def install_text(manifest: dict) -> str:
@@ -142,6 +149,11 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
     names = [n.strip() for n in models or [] if n.strip()] or [None]
     # an unknown name stops us before anything is written
     refs = list({r.name: r for r in map(resolve, names)}.values())
+    for r in refs:
+        if not NAME_RE.fullmatch(r.name):
+            raise PackError(f"{r.name!r} cannot travel in a pack: give the "
+                            "file a simple name first (`kit import FILE.gguf "
+                            "--name family:size`).")
     _check_destination(dest, force)
     needed = sum(r.path.stat().st_size for r in refs)
     needed += WHEELS_GUESS if wheels else 0

@@ -13,10 +13,9 @@ import re
 from pathlib import Path
 
 from kit.errors import KitError, PackError, PackInstallFailed
-from kit.pack import (CHUNK, FORMAT, FORMAT_VERSION, MANIFEST, _bar,
+from kit.pack import (CHUNK, FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, _bar,
                       _free_bytes, _hash, _slug, _stream)
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}")
 _REL = re.compile(r"(models|wheels)/[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 _HEX = re.compile(r"[0-9a-f]{64}")
 _REQ = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[\w,.-]+\])?[ <>=!~.,*\w]*"
@@ -82,7 +81,7 @@ def _entry_ok(e, model: bool) -> bool:
     return (isinstance(e, dict) and isinstance(e.get("size"), int)
             and e["size"] > 0 and bool(_REL.fullmatch(str(e.get("file"))))
             and ".." not in e["file"] and bool(_HEX.fullmatch(str(e.get("sha256"))))
-            and (not model or bool(_NAME.fullmatch(str(e.get("name"))))))
+            and (not model or bool(NAME_RE.fullmatch(str(e.get("name"))))))
 
 
 def _check_manifest(m, where: str) -> dict:
@@ -139,8 +138,15 @@ def _fetch(src: _Source, entry: dict, target: Path, quiet: bool,
         f, resumed = src.open(entry["file"], have)
         if have and not resumed:  # the server ignored Range: start over
             h, have = hashlib.sha256(), 0
+        left = [size - have]
+
+        def read(n):  # never more than the manifest says: a disk stays free
+            block = f.read(min(n, left[0])) if left[0] > 0 else b""
+            left[0] -= len(block)
+            return block
+
         with f, _bar(size, Path(entry["file"]).name, quiet, have) as bar:
-            got = have + _stream(f.read, partial, h, bar, append=bool(have))
+            got = have + _stream(read, partial, h, bar, append=bool(have))
     except (OSError, ValueError, http.client.HTTPException) as exc:
         n = partial.stat().st_size if partial.exists() else 0
         raise PackError(f"the transfer stopped after {n:,} of {size:,} bytes "
@@ -157,7 +163,6 @@ def _fetch(src: _Source, entry: dict, target: Path, quiet: bool,
     os.replace(partial, target)  # only a verified file gets its real name
 
 
-
 def _already_here(entry: dict, candidates, quiet: bool) -> Path | None:
     for path in candidates:
         if (path and path.is_file() and path.stat().st_size == entry["size"]
@@ -166,7 +171,12 @@ def _already_here(entry: dict, candidates, quiet: bool) -> Path | None:
     return None
 
 
-def _wheel_commands(src: _Source, manifest: dict) -> list[str]:
+def _engine(entry: dict) -> dict:
+    engine = str(entry.get("engine") or "")
+    return {"engine": engine} if re.fullmatch(r"\w{1,32}", engine) else {}
+
+
+def _wheel_commands(src: _Source) -> list[str]:
     if src.dir is not None:
         w, r, find = src.dir / "wheels", src.dir / "requirements.txt", ""
     else:
@@ -239,8 +249,10 @@ def install_pack(source, install_wheels: bool = False,
             if here is None:
                 _fetch(src, entry, target, quiet)
             path = here or target
-            register(name, path, entry["sha256"], license=entry.get("license"),
-                     source=f"pack {src.label}")
+            if path == target:  # in the kit's folder: `kit rm` may delete it
+                register(name, path, entry["sha256"], owned=True,
+                         license=entry.get("license"),
+                         source=f"pack {src.label}", **_engine(entry))
         except KitError as exc:
             failures[name] = str(exc).rstrip(".") + "."
             continue
@@ -255,7 +267,7 @@ def install_pack(source, install_wheels: bool = False,
         else:
             say("This pack also holds the kit's Python packages. To install "
                 "them with no internet:\n  " + "\n  ".join(
-                    _wheel_commands(src, manifest))
+                    _wheel_commands(src))
                 + "\n(or run `kit pack install ... --install-wheels`).")
     if failures:
         raise PackInstallFailed(failures, [d["name"] for d in done])

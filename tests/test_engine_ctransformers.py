@@ -30,14 +30,14 @@ def ct_ref():
 
 @pytest.fixture(scope="module")
 def model(ct_ref):
-    return load(ct_ref.name, engine="ctransformers", n_ctx=512, n_threads=2, quiet=True)
+    return load(ct_ref.name, engine="ctransformers", n_ctx=512, n_threads=1, quiet=True)
 
 
 @pytest.fixture(scope="module")
 def reference(starter_path):
     import llama_cpp
 
-    return llama_cpp.Llama(str(starter_path), n_ctx=512, n_threads=2, verbose=False,
+    return llama_cpp.Llama(str(starter_path), n_ctx=512, n_threads=1, verbose=False,
                            logits_all=True)
 
 
@@ -174,11 +174,12 @@ def test_same_next_token_choices_as_llama_cpp_on_the_original(ct_ref, reference)
     reference.eval(ids)
     want = np.array(reference.scores[: len(ids)])
     ct = AutoModelForCausalLM.from_pretrained(str(ct_ref.path), model_type="llama",
-                                              context_length=256, threads=2)
+                                              context_length=256, threads=1)
     got = []
     for t in ids:
         ct.eval([t])
-        got.append(np.array(list(ct.logits), dtype=np.float32))
+        ptr = ct.ctransformers_llm_logits_data()  # read in place: no copy per item
+        got.append(np.ctypeslib.as_array(ptr, shape=(ct.vocab_size,)).copy())
     got = np.array(got)
     agree = (got.argmax(1) == want.argmax(1)).mean()
     corr = min(np.corrcoef(g, w)[0, 1] for g, w in zip(got, want))
@@ -214,12 +215,12 @@ def test_streams_text_with_figures(model):
 
 
 def test_seed_decides_the_sample(model):
-    kw = dict(temperature=1.0, max_tokens=20)
+    kw = dict(temperature=1.0, max_tokens=12)
     a = model.generate("My favourite animal is", seed=7, **kw).text
     assert model.generate("My favourite animal is", seed=7, **kw).text == a
-    others = [model.generate("My favourite animal is", seed=s, **kw).text
-              for s in (8, 9, 10)]
-    assert any(o != a for o in others)
+    others = {model.generate("My favourite animal is", seed=s, **kw).text
+              for s in (8, 9)}
+    assert others - {a}
 
 
 def test_stop_string_and_cancel(model):

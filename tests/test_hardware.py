@@ -362,3 +362,15 @@ def test_answering_server(monkeypatch, answering_server, code, ok):
     assert reachable is ok
     assert ok or str(code) in reason
     assert (code == 407) == ("password" in reason)
+
+
+def test_one_line_per_engine_with_its_capabilities():
+    checks = run_checks(facts=healthy(gpu_offload=False))
+    llama, ct, remote = (line(checks, n) for n in hardware.ENGINE_LINES.values())
+    assert "chat templates yes" in llama.detail and "CPU only" in llama.detail
+    assert "ctransformers 1.0" in ct.detail and "ctransformers[cuda]" in ct.detail
+    assert "the server applies it" in remote.detail
+    assert all("streaming yes" in c.detail for c in (llama, ct, remote))
+    packages = healthy()["packages"] | {"ctransformers": None}
+    names = [c.name for c in run_checks(facts=healthy(packages=packages))]
+    assert hardware.ENGINE_LINES["ctransformers"] not in names  # its package line says

@@ -261,7 +261,8 @@ def two_model_pack(tmp_path, starter_path, monkeypatch):
     """A pack of the starter and a copy of it under a second name."""
     home = tmp_path / "instructor"
     monkeypatch.setenv("KIT_HOME", str(home))
-    store.install_starter(quiet=True)
+    store.register("smollm2:135m", starter_path, STARTER["sha256"],
+                   license="Apache-2.0", source="starter")
     copy = tmp_path / "elsewhere" / starter_path.name  # the same file name
     copy.parent.mkdir()
     shutil.copy(starter_path, copy)

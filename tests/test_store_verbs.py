@@ -175,3 +175,24 @@ def test_catalog_verb_shows_verdicts():
     out = kit("catalog")
     assert out.returncode == 0 and out.stdout.startswith("NAME")
     assert "FITS" in out.stdout.splitlines()[0] and "mistral:7b-q4_k_m" in out.stdout
+
+
+def test_mirror_verb_serves_a_folder_on_loopback(env, starter_path):
+    import json
+    import re
+    import signal
+    import urllib.request
+
+    hubmirror.add_model(env / "room", "acme/Room-GGUF", starter_path)
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "mirror", str(env / "room"),
+                             "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", first).group(0)
+        assert "This computer only" in proc.stdout.readline()
+        with urllib.request.urlopen(f"{url}/api/models?search=room") as r:
+            assert [m["id"] for m in json.load(r)] == ["acme/Room-GGUF"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

@@ -198,7 +198,7 @@ def test_arena_widget_blind_round(tmp_path):
     assert all("Model" in h.value for h in arena.headers)  # still hidden
     arena.votes[1].click()
     assert all("smollm2:135m (temperature" in h.value for h in arena.headers)
-    assert arena.tally.rounds == 1 and "(1 rounds)" in arena.table.value
+    assert arena.tally.rounds == 1 and "1 round(s)" in arena.table.value
     arena.vote(0)  # a second vote on the same round is refused
     assert arena.tally.rounds == 1 and "one vote per round" in arena.result.value
 
@@ -229,7 +229,7 @@ def test_verdict_says_fits_or_short_and_why():
 def test_fit_widget_updates_when_choices_change():
     w = FitWidget(model="smollm2:135m")
     first = w.answer.value
-    assert "Fits" in first and w.picture.value.startswith(PNG)
+    assert "Fits" in first and w.picture.value[:4] == PNG
     w.computer.value = 5_000_000_000
     w.model.value = "mistral:7b-q4_k_m"
     w.n_ctx.value = 32768
@@ -247,15 +247,15 @@ def test_bench_panel_reads_saved_results(tmp_path):
     (tmp_path / "notes.json").write_text("not json")  # ignored, not fatal
     found = find_results(tmp_path)
     assert found["files"] == ["eval.json", "speed.json"]
-    assert set(found["speed"]["test"]) == {"pp", "tg"}
+    assert sorted(t[:2] for t in found["speed"]["test"]) == ["pp", "tg"]
     panel = BenchPanel(folder=tmp_path)
-    assert "speed.json" in panel.about.value and panel.speed.value.startswith(PNG)
-    assert panel.quality_plot.value.startswith(PNG) and "tps_mean" in panel.table.value
+    assert "speed.json" in panel.about.value and panel.speed.value[:4] == PNG
+    assert panel.quality_plot.value[:4] == PNG and "tps_mean" in panel.table.value
 
 
 def test_bench_panel_measures_when_nothing_is_saved(tmp_path):
     panel = BenchPanel(folder=tmp_path / "empty")
     panel.wait()
     assert "Measured just now" in panel.about.value
-    assert panel.speed.value.startswith(PNG) and "smollm2:135m" in panel.table.value
+    assert panel.speed.value[:4] == PNG and "smollm2:135m" in panel.table.value
     assert "no evaluation results yet" in panel.quality.value

@@ -91,9 +91,13 @@ def cmd_mirror(a) -> int:
     from kit.hubmirror import serve
 
     server = serve(a.folder, host=a.host, port=a.port)
-    print(f"Serving {a.folder} as a Hub mirror at {server.url}. On each laptop: "
-          f"export HF_ENDPOINT={server.url.replace('127.0.0.1', 'THIS-HOST')} "
-          "(Ctrl-C stops)")
+    print(f"Serving {a.folder} as a Hub mirror at {server.url} (Ctrl-C stops).")
+    if a.host in ("127.0.0.1", "localhost"):
+        print(f"This computer only: export HF_ENDPOINT={server.url} "
+              "(add --host 0.0.0.0 to serve the room).")
+    else:
+        print("On each laptop: export HF_ENDPOINT=http://THIS-COMPUTER'S-ADDRESS:"
+              f"{server.server_address[1]} (anyone on this network can download).")
     try:
         server._thread.join()
     except KeyboardInterrupt:
@@ -129,5 +133,5 @@ def register(sub) -> None:
     m.add_argument("folder")
     m.add_argument("--host", default="127.0.0.1",
                    help="0.0.0.0 to serve the room (default: this computer only)")
-    m.add_argument("--port", type=int, default=8765)
+    m.add_argument("--port", type=int, default=8766)
     m.set_defaults(func=cmd_mirror)

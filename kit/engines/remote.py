@@ -258,7 +258,7 @@ def _events(lines, bad):
             raise bad(f"expected streamed events ('data: ...'), got {line[:80]!r}")
         data = line[5:].strip()
         if data == "[DONE]":
-            return
+            break
         try:
             event = json.loads(data)
         except ValueError:

@@ -148,7 +148,12 @@ class ArenaWidget(W.VBox):
             self.ask()
 
     def _table_html(self) -> str:
-        return f"<pre>{html.escape(self.tally.table())}</pre>"
+        t = self.tally
+        rows = "".join(f"<tr><td>{html.escape(lab)}</td><td>{w}</td><td>{s:.0%}</td></tr>"
+                       for lab, w, s in t.rows())
+        return ("<table class='kit-tally'><tr><th align=left>contestant</th><th>wins"
+                f"</th><th>share</th></tr>{rows}<tr><td>ties</td><td>{t.ties}</td>"
+                f"<td></td></tr></table><small>{t.rounds} round(s) so far</small>")
 
     def _run(self, text: str) -> None:
         from kit.engines import load

@@ -17,7 +17,7 @@ import time
 
 import ipywidgets as W
 
-from kit.chat import RESERVE, Conversation, export
+from kit.chat import RESERVE, Conversation, default_folder, export
 from kit.errors import KitError
 
 UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
@@ -77,9 +77,11 @@ class ChatWidget(W.VBox):
         self.model_pick = W.Dropdown(options=names if model in names else [model, *names],
                                      value=model, description="Model")
         self.temperature = W.FloatSlider(value=temperature, min=0, max=2, step=0.1,
-                                         description="Temperature")
+                                         description="Temperature",
+                                         style={"description_width": "initial"})
         self.max_tokens = W.IntSlider(value=max_tokens, min=16, max=1024, step=16,
-                                      description="Max tokens")
+                                      description="Max tokens",
+                                      style={"description_width": "initial"})
         self.system = W.Textarea(value=system, rows=2, description="System",
                                  placeholder="How the model should behave, e.g. "
                                  "'Answer in one short sentence.'",
@@ -98,7 +100,7 @@ class ChatWidget(W.VBox):
                                    layout=W.Layout(width="160px"))
         self.context = W.HTML(f"Context: 0 of {self.n_ctx} tokens used")
         self.status = W.HTML("Ready.")
-        self.folder = W.Text(value=str(folder or cfg.home / "transcripts"),
+        self.folder = W.Text(value=str(folder or default_folder()),
                              description="Folder", layout=W.Layout(width="60%"))
         self.export_button = W.Button(description="Export transcript")
         self.exported = W.HTML()
