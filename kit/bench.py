@@ -96,7 +96,12 @@ def bytes_per_token(path) -> int:
 
 
 def peak_rss() -> int | None:
-    """This process's memory high-water mark in bytes (never goes down)."""
+    """This process's memory high-water mark in bytes (never goes down).
+
+    It counts Python and its libraries too. The model file is mapped into
+    memory (mmap): its pages count once they are read, which for generation
+    is all of the weights, and the system may share or drop them later.
+    """
     try:
         import resource
 
@@ -179,6 +184,10 @@ class Decoder:
 
 def measure(engine, test: str, n: int, reps: int = 3, seed: int = 42) -> dict:
     """Time one test ('pp' or 'tg') on a loaded llama.cpp engine."""
+    if getattr(engine, "engine_name", "") != "llama.cpp" or test not in ("pp", "tg"):
+        raise KitError(f"kit.bench measures 'pp' or 'tg' on llama.cpp engines, not "
+                       f"{test!r} on {getattr(engine, 'engine_name', engine)!r}: "
+                       "load the model with engine='llamacpp'.")
     dec = Decoder(engine, seed)
     run = dec.pp if test == "pp" else dec.tg
     dec.clear()
@@ -201,10 +210,14 @@ def run_bench(models=None, threads=None, gpu_layers=(0,), n_prompt: int = 128,
               bandwidth: float | None = None, measure_bandwidth: bool = True,
               quiet: bool = False):
     """Measure pp and tg for each model x threads x GPU layers: a DataFrame."""
+    from kit.engines.llamacpp import gpu_offload_supported, import_llama_cpp
+
+    # llama.cpp's libraries first, numpy (pandas) after: on one CUDA machine
+    # the other order crashed loads with 0 GPU layers.
+    import_llama_cpp()
     import pandas as pd
 
     from kit.engines import _LOADED, load
-    from kit.engines.llamacpp import gpu_offload_supported
     from kit.modelfile import read_facts
     from kit.settings import get_settings
     from kit.store import resolve
@@ -235,8 +248,9 @@ def run_bench(models=None, threads=None, gpu_layers=(0,), n_prompt: int = 128,
         for g in layers:
             for t in threads:
                 before = set(_LOADED)
-                engine = load(str(ref.path), n_ctx=max(n_prompt + n_gen, 64),
-                              n_threads=t, n_gpu_layers=g, quiet=True)
+                engine = load(str(ref.path), engine="llamacpp", quiet=True,
+                              n_ctx=max(n_prompt + n_gen, 64), n_threads=t,
+                              n_gpu_layers=g)
                 try:
                     results = {k: measure(engine, k, n, reps, seed) for k, n in tests}
                 finally:

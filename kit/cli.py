@@ -109,7 +109,7 @@ def cmd_run(a) -> int:
         from kit.structured import load_schema
 
         extra["json_schema"] = load_schema(a.json_schema)
-    model = _load(a, quiet=a.json)
+    model = _load(a, quiet=a.json or bool(extra))  # stdout: the JSON alone
     if extra and not model.capabilities.get("json_schema"):
         raise KitError(f"The {model.engine_name} engine cannot follow a JSON "
                        "schema; use a llama.cpp model for --json-schema.")

@@ -25,6 +25,7 @@ Converted smollm2:135m -> smollm2:135m-ct (129 MB) for ctransformers ...
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from kit.engines.bpe import BYTE_LEVEL_KEY, CONTROL, USER_DEFINED, byte_to_letter
@@ -41,16 +42,54 @@ def _raw(token: str, decoder: dict) -> bytes:
         return token.encode("utf-8")
 
 
+def _kv_types(path) -> dict:
+    """{key: (value type, item type)} from a GGUF header (already validated)."""
+    import mmap
+    import struct
+
+    from kit.gguf_check import ARRAY, SCALARS, STRING
+
+    sizes = {t: struct.calcsize(f) for t, f in SCALARS.items()}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        n_kv = struct.unpack_from("<Q", m, 16)[0]
+        pos, out = 24, {}
+
+        def skip(vtype, pos):
+            if vtype == STRING:
+                return pos + 8 + struct.unpack_from("<Q", m, pos)[0]
+            if vtype == ARRAY:
+                etype, count = struct.unpack_from("<IQ", m, pos)
+                pos += 12
+                if etype in sizes:
+                    return pos + count * sizes[etype]
+                for _ in range(count):
+                    pos = skip(etype, pos)
+                return pos
+            return pos + sizes[vtype]
+
+        for _ in range(n_kv):
+            n = struct.unpack_from("<Q", m, pos)[0]
+            key = bytes(m[pos + 8:pos + 8 + n]).decode("utf-8", "replace")
+            vtype = struct.unpack_from("<I", m, pos + 8 + n)[0]
+            pos += 12 + n
+            etype = struct.unpack_from("<I", m, pos)[0] if vtype == ARRAY else None
+            out[key] = (vtype, etype)
+            pos = skip(vtype, pos)
+    return out
+
+
 def convert(src, dst) -> Path:
     """Write the ctransformers-ready copy of GGUF file `src` to `dst`."""
     import gguf
+    import numpy as np
     from gguf import GGUFValueType as VT
 
     from kit.engines.ctransformers import TENSOR_TYPES
     from kit.modelfile import read_facts, scan
 
     facts = read_facts(src)  # validates: a damaged file stops here
-    md = scan(src).metadata
+    found = scan(src)
+    md = found.metadata
     if facts.architecture != "llama":
         raise KitError(f"{src} is a {facts.architecture!r} model; the kit can only "
                        "convert llama-architecture models for ctransformers. "
@@ -66,36 +105,38 @@ def convert(src, dst) -> Path:
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(dst.name + ".partial")
-    reader = gguf.GGUFReader(src)
+    types = _kv_types(src)
     writer = gguf.GGUFWriter(partial, "llama")
     decoder = {v: k for k, v in byte_to_letter().items()}
     tokens = md["tokenizer.ggml.tokens"]
-    types = md.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
+    kinds = md.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
+    data = np.memmap(src, dtype=np.uint8, mode="r")
     try:
-        for name, field in reader.fields.items():
-            if name.startswith("GGUF.") or name in (
-                    "general.architecture", "tokenizer.ggml.tokens"):
+        for name, value in md.items():
+            if name in ("general.architecture", "tokenizer.ggml.tokens"):
                 continue
-            if field.types[0] == VT.ARRAY:
-                writer.add_key_value(name, field.contents(), VT.ARRAY,
-                                     sub_type=field.types[-1])
-            else:
-                writer.add_key_value(name, field.contents(), field.types[0])
+            vtype, etype = types[name]
+            writer.add_key_value(name, value, VT(vtype),
+                                 sub_type=None if etype is None else VT(etype))
         raw = [t.encode("utf-8") if k in (CONTROL, USER_DEFINED) else _raw(t, decoder)
-               for t, k in zip(tokens, types)]
+               for t, k in zip(tokens, kinds)]
         writer.add_key_value("tokenizer.ggml.tokens", raw, VT.ARRAY, sub_type=VT.STRING)
         if "tokenizer.ggml.scores" not in md:
             writer.add_key_value("tokenizer.ggml.scores", [0.0] * len(tokens),
                                  VT.ARRAY, sub_type=VT.FLOAT32)
         writer.add_key_value(BYTE_LEVEL_KEY, tokens, VT.ARRAY, sub_type=VT.STRING)
         writer.add_string("kit.converted_from", os.path.basename(str(src)))
-        names = set()
-        for t in reader.tensors:
-            writer.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
-            names.add(t.name)
-        if "output.weight" not in names:
-            embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
-            writer.add_tensor("output.weight", embd.data, raw_dtype=embd.tensor_type)
+        tensors = list(found.tensors)
+        if not any(t.name == "output.weight" for t in tensors):
+            embd = next(t for t in tensors if t.name == "token_embd.weight")
+            tensors.append(replace(embd, name="output.weight"))
+        for t in tensors:  # the bytes as they are: nothing is recomputed
+            qtype = gguf.GGMLQuantizationType[t.type_name]
+            block, size = gguf.GGML_QUANT_SIZES[qtype]
+            shape = [*reversed(t.shape)]
+            shape[-1] = shape[-1] // block * size
+            writer.add_tensor(t.name, data[t.offset:t.offset + t.n_bytes].reshape(shape),
+                              raw_dtype=qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -103,6 +144,7 @@ def convert(src, dst) -> Path:
         read_facts(partial)  # check what we wrote before it gets the real name
         os.replace(partial, dst)
     finally:
+        del data
         Path(partial).unlink(missing_ok=True)
     return dst
 

@@ -365,3 +365,24 @@ class ServerBusy(KitError):
             "with a longer queue (--max-queue)."
         )
         self.retry_after = retry_after
+
+
+# ---- self-check quizzes (kit.quiz) -------------------------------------------
+
+class QuizNotFound(KitError):
+    def __init__(self, quiz_id: str, available: list[str]):
+        super().__init__(
+            f"No quiz {quiz_id!r}. Quizzes: {', '.join(available) or 'none'}; "
+            "each is named after its notebook's number, e.g. show_quiz(\"01\")."
+        )
+        self.quiz_id = quiz_id
+
+
+class BadQuiz(KitError):
+    def __init__(self, source, problem: str):
+        super().__init__(
+            f"The quiz file {source} cannot be used: {problem}. Each question "
+            "needs a prompt and 2 to 6 choices, each choice a text and a "
+            "\"why\", and exactly one choice marked \"correct\": true."
+        )
+        self.source = source

@@ -13,6 +13,7 @@ agreement compare each model with a reference on the same scored tokens.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,11 @@ from kit.errors import BadParameter, EvalTextTooShort, KitError
 
 DEFAULT_CTX = 512
 EVAL_TEXT = Path(__file__).parent / "data" / "eval_text.txt"
+
+
+def _name(model):
+    """A kit name, or a path given as str or Path (None: the default model)."""
+    return os.fspath(model) if isinstance(model, os.PathLike) else model
 
 
 def load_eval_text(path=None) -> str:
@@ -71,7 +77,7 @@ class Scorer:
         from kit.store import resolve
 
         llama_cpp = import_llama_cpp()
-        self.ref = resolve(model)
+        self.ref = resolve(_name(model))
         self.facts = read_facts(self.ref.path)  # validated before native code
         threads = threads or get_settings().n_threads
         try:
@@ -166,7 +172,7 @@ def _result(sc: Scorer, reference: str, sums, n_windows: int, t0: float,
     nll, kl, same = sums
     n = n_windows * (scored(sc.n_ctx).stop - scored(sc.n_ctx).start)
     return EvalResult(
-        sc.ref.name, sc.facts.quantization, sc.facts.file_size,
+        sc.ref.name, sc.facts.file_type or sc.facts.quantization, sc.facts.file_size,
         sc.facts.bits_per_weight, math.exp(nll / n),
         0.0 if is_reference else max(kl / n, 0.0),
         1.0 if is_reference else same / n, is_reference, reference, sc.n_ctx,
@@ -199,7 +205,7 @@ def evaluate(models, reference=None, *, text: str | None = None,
     if not isinstance(n_ctx, int) or n_ctx < 8:
         raise BadParameter("n_ctx", n_ctx, "a whole number of tokens, at least 8")
     if reference is None:
-        i = _pick_reference([read_facts(resolve(m).path) for m in models])
+        i = _pick_reference([read_facts(resolve(_name(m)).path) for m in models])
         reference, models = models[i], models[:i] + models[i + 1:]
     text = load_eval_text() if text is None else text
     say = (lambda *a: None) if quiet else print

@@ -19,6 +19,11 @@ from kit.errors import OutputExists, QuantizeFailed, UnknownQuantType
 BLOCK = 32  # numbers per block in Q8_0 and Q4_0, each block with one scale
 
 
+def _name(model):
+    """A kit name, or a path given as str or Path (None: the default model)."""
+    return os.fspath(model) if isinstance(model, os.PathLike) else model
+
+
 # ---- by hand ------------------------------------------------------------------
 
 def read_weights(model=None, tensor: str = "blk.0.attn_q.weight"):
@@ -29,7 +34,7 @@ def read_weights(model=None, tensor: str = "blk.0.attn_q.weight"):
     from kit.gguf_check import scan
     from kit.store import resolve
 
-    s = scan(resolve(model).path)  # checks the file before we read a byte
+    s = scan(resolve(_name(model)).path)  # checks the file before we read a byte
     by_name = {t.name: t for t in s.tensors}
     if tensor not in by_name:
         names = ", ".join(list(by_name)[:6])
@@ -236,9 +241,9 @@ def find_fallbacks(path, qtype: str, log: str = "") -> list[Fallback]:
             _, ncols, need, wanted, got = told[t.name]
             wanted, got = wanted.upper(), got.upper()
             reason = f"row size {ncols} not divisible by {need}"
-        elif (not log and base.endswith("_K") and len(t.shape) > 1
-              and t.shape[0] % K_BLOCK and t.type_name not in ("F32", "F16")
-              and not t.type_name.endswith("_K")):  # no log: judge by the file
+        elif (base.endswith("_K") and len(t.shape) > 1 and t.shape[0] % K_BLOCK
+              and t.type_name not in ("F32", "F16")
+              and not t.type_name.endswith("_K")):  # judged from the file
             wanted, got = base, t.type_name
             reason = f"row size {t.shape[0]} not divisible by {K_BLOCK}"
         else:
@@ -299,7 +304,7 @@ def quantize(model=None, types=DEFAULT_TYPES, *, force: bool = False, out_dir=No
     from kit.store import installed, register, resolve, sha256_file
 
     qtypes = parse_types(types)
-    ref = resolve(model)
+    ref = resolve(_name(model))
     base = name or ref.name
     scan(ref.path)  # a bad file never reaches the native quantizer
     threads = threads or get_settings().n_threads
@@ -311,6 +316,7 @@ def quantize(model=None, types=DEFAULT_TYPES, *, force: bool = False, out_dir=No
     say = (lambda *a: None) if quiet else print
     done = []
     for q, vname, dst in plan:
+        new_dir = not dst.parent.exists()
         dst.parent.mkdir(parents=True, exist_ok=True)
         partial = dst.with_name(dst.name + ".partial")
         try:
@@ -328,6 +334,8 @@ def quantize(model=None, types=DEFAULT_TYPES, *, force: bool = False, out_dir=No
             os.replace(partial, dst)  # only a finished file gets the real name
         finally:
             partial.unlink(missing_ok=True)
+            if new_dir and not dst.exists() and not any(dst.parent.iterdir()):
+                dst.parent.rmdir()  # leave no empty folder behind a failure
         facts = facts_from_scan(s)
         register(vname, dst, sha256_file(dst), source="quantize", owned=True,
                  base=ref.name, quant_type=q)

@@ -2,7 +2,10 @@
 
 A JSON schema says which fields an answer must have. The kit turns it into a
 llama.cpp grammar (GBNF), and at every step the model may only pick tokens
-that keep the answer valid, so the result always parses.
+that keep the answer valid, so the result always parses. The grammar holds
+the shape (fields, types, enum values, string lengths, list sizes, patterns)
+but not number ranges such as "minimum": generate_json validates the parsed
+answer against the whole schema afterwards.
 
 >>> book = {"type": "object", "properties": {"title": {"type": "string"}},
 ...         "required": ["title"]}

@@ -131,6 +131,8 @@ def test_measuring_leaves_the_engine_as_it_was():
     after = model.generate("The capital of France is", max_tokens=8,
                            temperature=0, seed=1).text
     assert after == before
+    with pytest.raises(KitError, match="'pp' or 'tg'"):
+        bench.measure(model, "xx", 4)
 
 
 def test_bench_forgets_the_models_it_loaded():

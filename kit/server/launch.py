@@ -195,8 +195,9 @@ class RunningServer:
 
 def start(models=None, *, port: int = 0, host: str = "127.0.0.1",
           api_key: str | None = None, n_ctx: int | None = None,
-          max_queue: int = 8, memory_budget_mb: int | None = None,
-          timeout: float = 60.0, quiet: bool = False) -> RunningServer:
+          n_threads: int | None = None, max_queue: int = 8,
+          memory_budget_mb: int | None = None, timeout: float = 60.0,
+          quiet: bool = False) -> RunningServer:
     """Start `kit serve` in a background process; return once it answers."""
     if isinstance(models, str):
         models = [models]
@@ -210,6 +211,8 @@ def start(models=None, *, port: int = 0, host: str = "127.0.0.1",
            "--log-level", "info"]
     if n_ctx:
         cmd += ["--ctx", str(n_ctx)]
+    if n_threads:
+        cmd += ["--threads", str(n_threads)]
     if memory_budget_mb:
         cmd += ["--memory", str(memory_budget_mb)]
     env = dict(os.environ)

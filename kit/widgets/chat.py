@@ -99,7 +99,7 @@ class ChatWidget(W.VBox):
         self.meter = W.IntProgress(value=0, min=0, max=self.n_ctx,
                                    layout=W.Layout(width="160px"))
         self.context = W.HTML(f"Context: 0 of {self.n_ctx} tokens used")
-        self.status = W.HTML("Ready.")
+        self.status = W.HTML("Loading the model..." if preload else "Ready.")
         self.folder = W.Text(value=str(folder or default_folder()),
                              description="Folder", layout=W.Layout(width="60%"))
         self.export_button = W.Button(description="Export transcript")

@@ -1,0 +1,132 @@
+"""Server figures: the kit's local API against the in-process engine, side by side.
+
+Run with `python benchmarks/server.py [--threads N]`. Prints one table; the
+ratio compares figures measured in this same run, alternating between the
+two sides, so a busy machine slows both alike. Targets: tokens/s through the
+server for one client >= 0.9 of the in-process engine; time to first streamed
+byte < 0.5 s. Aggregate tokens/s for 4 clients at once is printed beside them:
+one model generates for one request at a time (the others queue), so it stays
+close to the one-client figure rather than growing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+
+import httpx
+
+import kit
+from kit.server import start
+
+PROMPT = "Once upon a time, in a lighthouse by the sea, there lived"
+N_TOKENS, N_CTX, REPS = 128, 2048, 5
+GREEDY = dict(temperature=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1)
+
+
+def engine_tps(model) -> float:
+    model.llm.reset()  # no cached prompt, as for the server below
+    stream = model.generate(PROMPT, max_tokens=N_TOKENS, **GREEDY)
+    stream.text
+    assert stream.stats.generated_tokens == N_TOKENS, stream.stats.line()
+    return stream.stats.gen_tps
+
+
+def server_stream(url: str, max_tokens: int = N_TOKENS, prompt: str = PROMPT):
+    """(tokens/s between first and last token, tokens, time to first byte)."""
+    body = {"model": "smollm2:135m", "prompt": prompt, "max_tokens": max_tokens,
+            "stream": True, "stream_options": {"include_usage": True}, **GREEDY}
+    t0 = time.perf_counter()
+    t_byte = t_first = t_last = None
+    n = 0
+    with httpx.stream("POST", url + "/v1/completions", json=body, timeout=300) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            now = time.perf_counter()
+            if t_byte is None:
+                t_byte = now - t0
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                n = chunk["usage"]["completion_tokens"]
+            elif chunk["choices"] and chunk["choices"][0]["text"]:
+                t_first = t_first or now
+                t_last = now
+    # pieces can hold several tokens; the token count is the server's own
+    tps = (n - 1) / (t_last - t_first) if t_last and t_last > t_first else 0.0
+    return tps, n, t_byte
+
+
+def first_byte(url: str) -> float:
+    """Seconds from sending a one-line chat request to its first streamed byte."""
+    body = {"model": "smollm2:135m", "stream": True, "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Hello, who are you?"}]}
+    t0 = time.perf_counter()
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as r:
+        for _ in r.iter_raw():
+            return time.perf_counter() - t0
+    return float("nan")
+
+
+def aggregate(url: str, clients: int = 4) -> tuple[float, float]:
+    """Total tokens/s and wall time with `clients` streaming at once."""
+    counts = []
+
+    def one():
+        counts.append(server_stream(url)[1])
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return sum(counts) / wall, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None,
+                    help="llama.cpp threads on both sides (default: the kit's)")
+    a = ap.parse_args()
+    from kit.settings import get_settings
+
+    threads = a.threads or get_settings().n_threads
+    model = kit.load("smollm2:135m", n_ctx=N_CTX, n_threads=threads, quiet=True)
+    with start(["smollm2:135m"], n_ctx=N_CTX, n_threads=threads, quiet=True) as srv:
+        server_stream(srv.url, 8)  # load the model in the server, warm both
+        engine_tps(model)
+        local, remote = [], []
+        for _ in range(REPS):  # interleaved, so drifts hit both sides
+            local.append(engine_tps(model))
+            tps, n, _ = server_stream(srv.url)
+            assert n == N_TOKENS, f"server stopped early ({n} tokens)"
+            remote.append(tps)
+        ttfbs = [first_byte(srv.url) for _ in range(10)]
+        agg, wall = aggregate(srv.url)
+        status = srv.status()
+
+    med = statistics.median
+    rows = [
+        ("generation, in-process engine (tok/s)", med(local), ""),
+        ("generation through the server, 1 client (tok/s)", med(remote), ""),
+        ("ratio server / in-process", med(remote) / med(local), ">= 0.9"),
+        ("aggregate, 4 clients at once (tok/s)", agg, "printed beside"),
+        ("  wall time for the 4 answers (s)", wall, ""),
+        ("time to first streamed byte, chat (s)", med(ttfbs), "< 0.5"),
+        ("time to first streamed byte, worst of 10 (s)", max(ttfbs), ""),
+    ]
+    print(f"smollm2:135m, {threads} threads, context {N_CTX}, {N_TOKENS} tokens, "
+          f"median of {REPS}; server answered {status['counters']['completed']} "
+          "requests")
+    print(f"{'figure':<50} {'value':>9}  target")
+    for name, value, target in rows:
+        print(f"{name:<50} {value:>9.3f}  {target}")
+
+
+if __name__ == "__main__":
+    main()
