@@ -121,8 +121,9 @@ def main() -> None:
         ("time to first streamed byte, worst of 10 (s)", max(ttfbs), ""),
     ]
     print(f"smollm2:135m, {threads} threads, context {N_CTX}, {N_TOKENS} tokens, "
-          f"median of {REPS}; server answered {status['counters']['completed']} "
-          "requests")
+          f"median of {REPS}; the server finished {status['counters']['completed']} "
+          f"answers and stopped {status['counters']['cancelled']} when the client "
+          "left after the first byte")
     print(f"{'figure':<50} {'value':>9}  target")
     for name, value, target in rows:
         print(f"{name:<50} {value:>9.3f}  {target}")

@@ -200,7 +200,7 @@ def evaluate(models, reference=None, *, text: str | None = None,
     if models is None or isinstance(models, (str, Path)):
         models = [models]
     models = list(models)
-    if not models:
+    if not models and reference is None:
         raise KitError("No models to evaluate. Name at least one, e.g. smollm2:135m.")
     if not isinstance(n_ctx, int) or n_ctx < 8:
         raise BadParameter("n_ctx", n_ctx, "a whole number of tokens, at least 8")

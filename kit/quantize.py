@@ -134,6 +134,21 @@ def reference_bytes(weights, kind: str = "Q8_0") -> bytes:
     return gguf.quants.quantize(np.asarray(weights, np.float32), qtype).tobytes()
 
 
+BY_HAND_TYPES = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
+
+
+def round_trip(weights, kind: str = "Q8_0"):
+    """Quantize with the gguf package's reference code, then back to float32."""
+    import gguf
+    import numpy as np
+
+    if kind not in BY_HAND_TYPES:
+        raise UnknownQuantType(kind, BY_HAND_TYPES)
+    qtype = gguf.GGMLQuantizationType[kind]
+    x = np.asarray(weights, np.float32)
+    return gguf.quants.dequantize(gguf.quants.quantize(x, qtype), qtype).reshape(x.shape)
+
+
 def error_stats(original, restored) -> dict:
     """How far the restored numbers are from the originals."""
     import numpy as np

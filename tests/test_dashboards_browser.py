@@ -129,9 +129,12 @@ def test_arena_blind_vote(browser, tmp_path):
             ".every(e => e.innerText.includes('tok/s'))", timeout=240_000)
         page.click(".kit-arena-vote >> nth=0")
         page.wait_for_selector(".kit-arena-result:has-text('You chose Model A')")
+        # the tally is the last thing the vote updates
+        page.wait_for_selector(".kit-arena-tally:has-text('1 round(s)')", timeout=10_000)
         headers = page.eval_on_selector_all(".kit-arena-header", "e => e.map(x => x.innerText)")
         assert all("smollm2:135m (temperature" in h for h in headers)
-        assert "1 round(s)" in page.inner_text(".kit-arena-tally")
+        winner = page.inner_text(".kit-arena-result").split(": ", 1)[1].rstrip(".")
+        assert f"{winner}\t1\t100%" in page.inner_text(".kit-arena-tally")
         shot(page, "dashboard-arena")
 
 

@@ -203,6 +203,19 @@ def test_ollama_format_schema_and_json(oll):
     assert "Paris" in json.dumps(json.loads(g.response))
 
 
+def test_tokenizer_endpoints_serve_the_remote_engine(server, engine):
+    from kit.engines.remote import RemoteEngine
+
+    remote = RemoteEngine(base_url=server.url)
+    text = "Libraries lend books, tools and knowledge."
+    assert remote.tokenize(text) == engine.tokenize(text)
+    r = httpx.post(server.url + "/extras/detokenize",
+                   json={"tokens": engine.tokenize(text)})
+    assert r.json()["text"] == text
+    bad = httpx.post(server.url + "/extras/detokenize", json={"tokens": [5, 10**9]})
+    assert bad.status_code == 400 and "0 to 49151" in bad.json()["error"]
+
+
 # ---- errors: clear statuses and messages, never a 500 or a dropped connection --
 
 def test_unknown_model_is_404_listing_the_models(oai, oll):

@@ -179,6 +179,7 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None):
         return JSONResponse(pool.status())
 
     app.include_router(openai_api.router)
+    app.include_router(openai_api.extras)
     app.include_router(ollama_api.router)
     app.add_middleware(JsonBodies)
     if api_key:  # added last, so it runs first: no key, no further work

@@ -127,12 +127,24 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     if parent_pid:
         threading.Thread(target=_watch_parent, args=(parent_pid, server),
                          daemon=True).start()
+    if not quiet and host in ("0.0.0.0", "::"):
+        print("Others on the network reach it at: " + ", ".join(
+            url_for(a, sock.getsockname()[1]) for a in _lan_addresses()), flush=True)
     if not quiet:
         print(f"kit server on {url} (OpenAI API: {url}/v1, Ollama API: {url}/api); "
               f"models: {', '.join(pool.offered)}"
               + ("; API key required" if api_key else "")
               + ". Stop it with Ctrl-C.", flush=True)
     server.run(sockets=[sock])
+
+
+def _lan_addresses() -> list[str]:
+    """This computer's IPv4 addresses on its networks (not 127.x)."""
+    import psutil
+
+    found = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+             if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    return found or ["(no network address found)"]
 
 
 class RunningServer:

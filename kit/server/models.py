@@ -64,7 +64,7 @@ class Job:
         self.stream, self.slot, self.load_s = stream, slot, loaded_s
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue = asyncio.Queue()
-        self._on_done = on_done
+        self._on_done, self._over = on_done, False
         self.thread = threading.Thread(target=self._work, daemon=True,
                                        name=f"kit-gen-{slot.name}")
         self.thread.start()
@@ -98,11 +98,10 @@ class Job:
         return self
 
     async def __anext__(self):
-        if getattr(self, "_finished", False):
+        if self._over:
             raise StopAsyncIteration
         event = await self.events.get()
-        if event[0] != "piece":
-            self._finished = True
+        self._over = event[0] != "piece"
         return event
 
 
@@ -241,6 +240,23 @@ class ModelPool:
             slot.lock.release()
             raise
         return Job(stream, slot, self._finished, load_s)
+
+    async def ensure(self, request, name: str, n_ctx: int | None = None):
+        """(model, seconds spent loading it now): for requests that only read it."""
+        slot = self.slot(name, n_ctx)
+        if slot.model is not None:
+            self.slots.move_to_end((slot.name, slot.n_ctx))
+            return slot.model, 0.0
+        await until_disconnect(request, slot.lock.acquire())
+        try:
+            load_s = 0.0
+            if slot.model is None:
+                self._make_room(slot)
+                slot.model, load_s = await asyncio.to_thread(self._load, slot)
+                log.info("Loaded %s (context %d) in %.2f s", name, slot.n_ctx, load_s)
+            return slot.model, load_s
+        finally:
+            slot.lock.release()
 
     def _finished(self, job: Job) -> None:
         st = job.stream.stats

@@ -215,18 +215,7 @@ async def _answer(request, pool, name, make_stream, n_ctx, stream, wrap, t0):
 
 async def _just_load(request, pool, name, n_ctx, wrap, t0):
     """An empty prompt loads the model and answers at once (as Ollama does)."""
-    slot = pool.slot(name, n_ctx)
-    load_s = 0.0
-    if slot.model is None:
-        await until_disconnect(request, slot.lock.acquire())
-        try:
-            if slot.model is None:
-                import asyncio
-
-                pool._make_room(slot)
-                slot.model, load_s = await asyncio.to_thread(pool._load, slot)
-        finally:
-            slot.lock.release()
+    _, load_s = await pool.ensure(request, name, n_ctx)
     ns = int((time.perf_counter() - t0) * 1e9)
     return JSONResponse({**wrap(""), "done": True, "done_reason": "load",
                          "total_duration": ns, "load_duration": int(load_s * 1e9)})

@@ -16,7 +16,8 @@ from typing import Literal, Optional, Union
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from llama_cpp.server.types import CreateChatCompletionRequest, CreateCompletionRequest
+from llama_cpp.server.types import (CreateChatCompletionRequest, CreateCompletionRequest,
+                                    DetokenizeInputRequest, TokenizeInputRequest)
 from pydantic import BaseModel, Field
 
 from kit.errors import BadSchema
@@ -24,6 +25,7 @@ from kit.server.models import (BadRequest, ClientGone, error_status, needs_schem
                                until_disconnect)
 
 router = APIRouter(prefix="/v1")
+extras = APIRouter(prefix="/extras")  # llama-cpp-python's tokenizer endpoints
 
 FINISH = {"eos": "stop", "stop": "stop", "cancelled": "stop", "length": "length",
           "context": "length"}
@@ -253,3 +255,25 @@ async def completions(body: CompletionRequest, request: Request):
     include = bool(body.stream_options and body.stream_options.include_usage)
     return await _answer(request, pool, name, make_stream, body.stream, chunk, final,
                          include)
+
+
+@extras.post("/tokenize")
+async def tokenize(body: TokenizeInputRequest, request: Request):
+    """The token ids the model sees (as kit's model.tokenize gives them)."""
+    pool = request.app.state.pool
+    model, _ = await pool.ensure(request, pool.canonical(body.model))
+    return {"tokens": model.tokenize(body.input)}
+
+
+@extras.post("/detokenize")
+async def detokenize(body: DetokenizeInputRequest, request: Request):
+    pool = request.app.state.pool
+    model, _ = await pool.ensure(request, pool.canonical(body.model))
+    n_vocab = getattr(getattr(model, "facts", None), "vocab_size", None)
+    if not hasattr(model, "detokenize") or not n_vocab:
+        raise BadRequest(f"The {model.engine_name} engine cannot turn tokens back "
+                         "into text.")
+    bad = [t for t in body.tokens if not 0 <= t < n_vocab]
+    if bad:  # never hand llama.cpp an id outside its vocabulary
+        raise BadRequest(f"Token ids must be from 0 to {n_vocab - 1}; got {bad[:5]}.")
+    return {"text": model.detokenize(body.tokens)}

@@ -90,7 +90,8 @@ def speed_png(df) -> bytes:
     ax = fig.add_subplot()
     labels = [f"{r.model} · {r.threads} thr · {r.test}" for r in df.itertuples()]
     ax.barh(labels, df["tps_mean"], xerr=df["tps_std"].fillna(0),
-            color=["#4c72b0" if t == "pp" else "#dd8452" for t in df["test"]])
+            color=["#4c72b0" if str(t).startswith("pp") else "#dd8452"
+                   for t in df["test"]])
     ax.set_xlabel("tokens per second (pp = reading the prompt, tg = writing)")
     ax.invert_yaxis()
     fig.tight_layout()
@@ -120,9 +121,10 @@ class BenchPanel(W.VBox):
         self.folder = Path(folder or results_folder())
         self.about = W.HTML()
         self.about.add_class("kit-bench-about")
-        self.speed = W.Image(format="png")
+        hidden = W.Layout(display="none")  # no broken-image icon before a plot
+        self.speed = W.Image(format="png", layout=hidden)
         self.quality = W.HTML()
-        self.quality_plot = W.Image(format="png")
+        self.quality_plot = W.Image(format="png", layout=W.Layout(display="none"))
         self.table = W.HTML()
         self.measure_button = W.Button(description="Measure now")
         self.measure_button.on_click(lambda _b: self.measure())
@@ -144,6 +146,7 @@ class BenchPanel(W.VBox):
             return
         self.about.value = html.escape(source)
         self.speed.value = speed_png(df)
+        self.speed.layout.display = ""
         cols = [c for c in ("model", "quantization", "threads", "test", "n_tokens",
                             "tps_mean", "tps_std", "ttft_s") if c in df.columns]
         self.table.value = df[cols].round(2).to_html(index=False)
@@ -156,6 +159,7 @@ class BenchPanel(W.VBox):
             return
         self.quality.value = "<b>Quality</b>: perplexity from the saved evaluation."
         self.quality_plot.value = quality_png(df)
+        self.quality_plot.layout.display = ""
 
     def measure(self) -> None:
         """Measure installed models now, in the background."""

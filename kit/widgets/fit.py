@@ -62,8 +62,8 @@ def bar_png(est, title: str) -> bytes:
     ax.set_yticks([])
     ax.set_xlabel("GB")
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=4, fontsize=8)
-    fig.subplots_adjust(bottom=0.45, top=0.82)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.05), fontsize=8)
+    fig.subplots_adjust(left=0.03, right=0.78, bottom=0.3, top=0.82)
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=90)
     return out.getvalue()
@@ -104,6 +104,7 @@ class FitWidget(W.VBox):
         entry = self.entries[self.model.value]
         est = catalog.estimate(entry, self.n_ctx.value, self.computer.value)
         color = "#0a7d32" if est.fits else "#b00020"
+        # The picture first: when the browser shows the new answer, it has it.
+        self.picture.value = bar_png(est, f"{entry['title']}, context {self.n_ctx.value}")
         self.answer.value = (f"<div style='font-size:110%;color:{color}'>"
                              f"{verdict(est, entry.get('context_length'))}</div>")
-        self.picture.value = bar_png(est, f"{entry['title']}, context {self.n_ctx.value}")
