@@ -132,3 +132,16 @@ def test_truncated_file_never_reaches_llama_cpp(starter_path, tmp_path):
 def test_unknown_model_name():
     with pytest.raises(ModelNotFound):
         load("nope:1b", quiet=True)
+
+
+def test_a_seed_does_not_stick_to_later_calls(model):
+    kw = dict(temperature=1.0, max_tokens=16)
+    model.generate("My favourite animal is", seed=5, **kw).text
+    unseeded = {model.generate("My favourite animal is", **kw).text for _ in range(4)}
+    assert len(unseeded) > 1
+
+
+def test_temperature_zero_repeats_even_when_the_prompt_was_cached(model):
+    runs = {model.generate("The library opens at", max_tokens=24, temperature=0).text
+            for _ in range(3)}
+    assert len(runs) == 1

@@ -460,7 +460,8 @@ def _code(text: str) -> str:
 def test_every_kit_command_in_the_pages_exists():
     verbs = _cli_verbs()
     used = set()
-    for page in _pages() + [ROOT / "README.md"]:
+    ours = [DOCS / p for p in LEARNER_PAGES + ["instructor-guide.md"]]
+    for page in ours + sorted((ROOT / "slides" / "src").glob("*.md")) + [ROOT / "README.md"]:
         code = _code(page.read_text())
         for verb, sub in re.findall(r"(?<![\w/.-])kit ([a-z][a-z-]*)(?: ([a-z]+))?", code):
             assert verb in verbs, f"{page.name}: `kit {verb}` is not a command"

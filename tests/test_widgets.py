@@ -242,8 +242,12 @@ def test_bench_panel_reads_saved_results(tmp_path):
     df = run_bench("smollm2:135m", n_prompt=8, n_gen=4, reps=1,
                    measure_bandwidth=False, quiet=True)
     to_json(df, tmp_path / "speed.json")
-    (tmp_path / "eval.json").write_text(json.dumps(
-        [{"model": "smollm2:135m", "perplexity": 21.5, "file_bytes": 98_362_432}]))
+    from kit.evaluate import EvalResult
+
+    # what `kit eval --json` prints: a list of EvalResult.row()
+    row = EvalResult("smollm2:135m", "Q4_1", 98_360_000, 5.7, 21.5, 0.0, 1.0, True,
+                     "smollm2:135m", 512, 2, 512, 3.0).row()
+    (tmp_path / "eval.json").write_text(json.dumps([row]))
     (tmp_path / "notes.json").write_text("not json")  # ignored, not fatal
     found = find_results(tmp_path)
     assert found["files"] == ["eval.json", "speed.json"]
@@ -251,6 +255,8 @@ def test_bench_panel_reads_saved_results(tmp_path):
     panel = BenchPanel(folder=tmp_path)
     assert "speed.json" in panel.about.value and panel.speed.value[:4] == PNG
     assert panel.quality_plot.value[:4] == PNG and "tps_mean" in panel.table.value
+    assert list(found["quality"]["model"]) == ["smollm2:135m"]
+    assert found["quality"]["file_bytes"][0] == pytest.approx(98_360_000)
 
 
 def test_bench_panel_measures_when_nothing_is_saved(tmp_path):

@@ -45,6 +45,8 @@ class LlamaCppEngine(Engine):
         super().__init__(name, path, n_ctx)
         llama_cpp = import_llama_cpp()
         self.n_threads, self.n_gpu_layers = n_threads, n_gpu_layers
+        self.seed = seed  # the default for calls that give none (None: random)
+        self._random_seed = llama_cpp.LLAMA_DEFAULT_SEED  # llama.cpp: pick at random
         self.load_s = 0.0
         t0 = time.perf_counter()
         try:
@@ -127,9 +129,17 @@ class LlamaCppEngine(Engine):
         if n_prompt >= self.n_ctx:
             raise PromptTooLong(n_prompt, self.n_ctx)
         st.prompt_tokens = n_prompt
-        st.prompt_cached = max(0, _common_prefix(llm._input_ids, tokens) - 1)
-        if s.seed is not None:
-            llm.set_seed(s.seed)
+        # Reusing the previous call's prompt work is faster, but evaluating
+        # the shared prefix apart from the rest changes the arithmetic slightly:
+        # when the learner asks for a repeatable answer, start afresh.
+        seed = s.seed if s.seed is not None else self.seed
+        repeatable = s.temperature == 0 or seed is not None
+        if repeatable:
+            llm.reset()
+        st.prompt_cached = 0 if repeatable else max(
+            0, _common_prefix(llm._input_ids[: llm.n_tokens], tokens) - 1)
+        # An unset seed means a fresh random one each call, never the last one used.
+        llm.set_seed(seed if seed is not None else self._random_seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         scanner = StopScanner(s.stop)
         t0 = time.perf_counter()

@@ -56,7 +56,14 @@ def find_results(folder=None) -> dict:
             continue  # not a results file: ignore it rather than fail
         if "tps_mean" in df.columns and "test" in df.columns:
             speed.append(df)
-        elif "perplexity" in df.columns and "model" in df.columns:
+        elif "perplexity" in df.columns:
+            # `kit eval --json` rows say name and size_mb
+            if "model" not in df.columns and "name" in df.columns:
+                df = df.rename(columns={"name": "model"})
+            if "file_bytes" not in df.columns and "size_mb" in df.columns:
+                df = df.assign(file_bytes=df["size_mb"] * 1e6)
+            if "model" not in df.columns:
+                continue
             quality.append(df)
         else:
             continue
