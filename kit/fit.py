@@ -98,9 +98,9 @@ def available_memory() -> tuple[int, int | None]:
 
     vram = None
     try:
-        from kit.hardware import machine_facts
+        from kit.hardware import nvidia_gpus
 
-        gpus = machine_facts().get("gpus") or []
+        gpus = nvidia_gpus()
         free = [g.get("memory_free_mib") for g in gpus if g.get("memory_free_mib")]
         vram = int(free[0]) * 1024 * 1024 if free else None
     except Exception:  # the GPU query is a nicety, never a reason to fail

@@ -106,7 +106,7 @@ def _cpu_model_and_flags() -> tuple[str, list[str] | None]:
     return model, wanted
 
 
-def _nvidia_gpus() -> list[dict]:
+def nvidia_gpus() -> list[dict]:
     """NVIDIA GPUs from nvidia-smi; none when it is missing, hangs or fails."""
     cmd = ["nvidia-smi", "--query-gpu=name,memory.total,memory.free,driver_version",
            "--format=csv,noheader,nounits"]
@@ -123,6 +123,9 @@ def _nvidia_gpus() -> list[dict]:
             gpus.append({"name": parts[0], "memory_total_mib": total,
                          "memory_free_mib": free, "driver": parts[3]})
     return gpus
+
+
+_nvidia_gpus = nvidia_gpus  # older name, still used by kit.bench and tests
 
 
 def _llama_offload() -> tuple[bool | None, str | None]:
@@ -169,7 +172,7 @@ def machine_facts() -> dict:
         "cores_physical": cores, "cores_logical": os.cpu_count(),
         "ram_total": total, "ram_available": available,
         "models_dir": str(models_dir), "disk_free": _disk_free(models_dir),
-        "gpus": _nvidia_gpus(),
+        "gpus": nvidia_gpus(),
         "metal": sys.platform == "darwin" and platform.machine() == "arm64",
         "gpu_offload": offload, "llama_cpp_error": llama_error,
         "packages": {name: _version(name) for name in {**REQUIRED, **OPTIONAL}},
