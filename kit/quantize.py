@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.errors import OutputExists, QuantizeFailed, UnknownQuantType
+from kit.errors import KitError, OutputExists, QuantizeFailed, UnknownQuantType
 
 BLOCK = 32  # numbers per block in Q8_0 and Q4_0, each block with one scale
 
@@ -38,7 +38,8 @@ def read_weights(model=None, tensor: str = "blk.0.attn_q.weight"):
     by_name = {t.name: t for t in s.tensors}
     if tensor not in by_name:
         names = ", ".join(list(by_name)[:6])
-        raise KeyError(f"No tensor {tensor!r} in this model. Some names: {names}")
+        raise KitError(f"No tensor {tensor!r} in this model. Some of its names: "
+                       f"{names}, ... (all of them: kit.gguf_check.scan(path).tensors)")
     t = by_name[tensor]
     qtype = gguf.GGMLQuantizationType[t.type_name]
     raw = np.memmap(s.path, dtype=np.uint8, mode="r", offset=t.offset,
@@ -186,7 +187,8 @@ class Fallback:
     tensors: list = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{len(self.tensors)} tensors {self.wanted} -> {self.got}: "
+        n = len(self.tensors)
+        return (f"{n} tensor{'s' if n > 1 else ''} {self.wanted} -> {self.got}: "
                 f"{self.reason} (e.g. {self.tensors[0]})")
 
 
@@ -247,8 +249,8 @@ def find_fallbacks(path, qtype: str, log: str = "") -> list[Fallback]:
     """Compare each tensor's type in `path` with what `qtype` asks for."""
     from kit.gguf_check import scan
 
-    base = QUANT_TYPES[qtype].split("_K")[0] + "_K" if "_K" in QUANT_TYPES[qtype] \
-        else QUANT_TYPES[qtype]
+    ftype = QUANT_TYPES[qtype]
+    base = ftype[:4] if "_K" in ftype else ftype  # "Q4_K_M" -> "Q4_K"
     told = {m[0]: m for m in _FALLBACK.findall(log)}  # llama.cpp's own words
     groups: dict[tuple, Fallback] = {}
     for t in scan(path).tensors:

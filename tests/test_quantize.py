@@ -9,7 +9,8 @@ import gguf
 import numpy as np
 import pytest
 
-from kit.errors import BadModelFile, OutputExists, QuantizeFailed, UnknownQuantType
+from kit.errors import (BadModelFile, KitError, OutputExists, QuantizeFailed,
+                        UnknownQuantType)
 from kit.gguf_check import scan
 from kit.quantize import (QUANT_TYPES, error_stats, find_fallbacks, parse_types,
                           quantize, quantize_q4_0, quantize_q8_0, read_weights,
@@ -51,7 +52,7 @@ def test_read_weights_matches_the_gguf_packages_reader(starter_path):
 
 
 def test_read_weights_unknown_tensor_lists_names(starter_path):
-    with pytest.raises(KeyError, match="token_embd.weight"):
+    with pytest.raises(KitError, match="token_embd.weight"):
         read_weights(starter_path, "no.such.weight")
 
 
@@ -218,8 +219,11 @@ def test_damaged_input_is_refused_before_native_code(home, tmp_path, starter_pat
 
 def test_cli_quantize_json_and_errors(home, made):
     env = {**os.environ, "KIT_HOME": str(home)}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "kit", *a], env=env,  # noqa: E731
-                                    capture_output=True, text=True, timeout=300)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "kit", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
     out = run("quantize", "smollm2:135m", "--types", "q8_0", "--force", "--json")
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)

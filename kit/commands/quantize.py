@@ -6,9 +6,14 @@ import sys
 
 
 def _progress_bar():
-    """One line on stderr per type, redrawn as tensors are done."""
+    """One line on stderr per type, redrawn as tensors are done (terminals only)."""
+    if not sys.stderr.isatty():
+        return None  # piped or logged: the summary lines are enough
+
     def show(qtype: str, done: int, total: int) -> None:
         width = 30
+        if done < total and done % max(1, total // width):
+            return  # redraw only when the bar grows
         filled = width * done // max(total, 1)
         sys.stderr.write(f"\r  {qtype:<7} [{'#' * filled}{'.' * (width - filled)}] "
                          f"{done}/{total} tensors")
@@ -33,9 +38,12 @@ def cmd_quantize(a) -> int:
             out.append(row)
         print(json.dumps(out, indent=2))
     else:
-        print("Registered: " + ", ".join(v.name for v in variants)
-              + ". Compare them with `kit eval " + " ".join(v.name for v in variants)
-              + "`.")
+        from kit.settings import get_settings
+
+        base = a.model or get_settings().default_model
+        names = " ".join(v.name for v in variants)
+        print(f"Registered: {', '.join(v.name for v in variants)}. Compare them "
+              f"with the original: `kit eval {base} {names}`.")
     return 0
 
 

@@ -76,17 +76,22 @@ class Job:
             self.stream.cancel()
 
     def _work(self) -> None:
+        last = ("error", RuntimeError("the generation ended unexpectedly"))
         try:
             for piece in self.stream:
                 self._put(("piece", piece))
-            self._put(("end", self.stream.stats))
+            last = ("end", self.stream.stats)
         except Exception as exc:  # reported to the client as an error
-            self._put(("error", exc))
+            last = ("error", exc)
         finally:
-            try:
-                self.loop.call_soon_threadsafe(self._on_done, self)
+            try:  # one callback: the model is free before anyone sees the end
+                self.loop.call_soon_threadsafe(self._finish, last)
             except RuntimeError:
                 pass
+
+    def _finish(self, last) -> None:
+        self._on_done(self)
+        self.events.put_nowait(last)
 
     def cancel(self) -> None:
         self.stream.cancel()
@@ -105,8 +110,12 @@ class Job:
         return event
 
 
-async def until_disconnect(request, awaitable, every: float = 0.2):
-    """Await `awaitable`, but give up (ClientGone) if the client goes away."""
+async def until_disconnect(request, awaitable, every: float = 0.2, undo=None):
+    """Await `awaitable`, but give up (ClientGone) if the client goes away.
+
+    `undo()` runs if we give up after all but the awaitable had succeeded
+    (for a lock: release it, or it would stay held for ever).
+    """
     task = asyncio.ensure_future(awaitable)
     try:
         while True:
@@ -115,9 +124,12 @@ async def until_disconnect(request, awaitable, every: float = 0.2):
                 return task.result()
             if request is not None and await request.is_disconnected():
                 raise ClientGone()
-    finally:
+    except BaseException:
         if not task.done():
             task.cancel()
+        elif undo is not None and not task.cancelled() and task.exception() is None:
+            undo()
+        raise
 
 
 class ModelPool:
@@ -224,7 +236,7 @@ class ModelPool:
             raise ServerBusy(name, slot.waiting, retry_after=max(1, slot.waiting))
         slot.waiting += 1
         try:
-            await until_disconnect(request, slot.lock.acquire())
+            await until_disconnect(request, slot.lock.acquire(), undo=slot.lock.release)
         finally:
             slot.waiting -= 1
         try:
@@ -247,7 +259,7 @@ class ModelPool:
         if slot.model is not None:
             self.slots.move_to_end((slot.name, slot.n_ctx))
             return slot.model, 0.0
-        await until_disconnect(request, slot.lock.acquire())
+        await until_disconnect(request, slot.lock.acquire(), undo=slot.lock.release)
         try:
             load_s = 0.0
             if slot.model is None:
