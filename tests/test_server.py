@@ -347,24 +347,24 @@ def test_busy_model_serves_requests_in_arrival_order(server):
 
 
 def test_a_client_that_leaves_the_queue_gives_up_its_place(server):
-    def long_one():
-        httpx.post(server.url + "/api/chat", timeout=120, json={
-            "model": MODEL, "messages": COUNT, "stream": False,
-            "options": {"num_predict": 300, "temperature": 0}})
-
+    # A plain continuation of "1, 2, 3," never ends by itself: only
+    # num_predict (or the context, 1024 here) stops it.
+    counting = {"model": MODEL, "prompt": "1, 2, 3, 4,", "raw": True, "stream": False}
     before = server.status()["counters"]
-    first = threading.Thread(target=long_one)
+    first = threading.Thread(target=lambda: httpx.post(
+        server.url + "/api/generate", timeout=120,
+        json={**counting, "options": {"num_predict": 300, "temperature": 0}}))
     first.start()
     time.sleep(0.5)
     with pytest.raises(httpx.ReadTimeout):  # waits behind the first, then leaves
-        httpx.post(server.url + "/api/chat", timeout=1.0, json={
-            "model": MODEL, "messages": COUNT, "stream": False,
-            "options": {"temperature": 0}})  # had it stayed: a long answer
+        httpx.post(server.url + "/api/generate", timeout=1.0, json=counting)
     first.join(150)
     st = wait_for(lambda: (s := server.status())["loaded"][0]["waiting"] == 0
                   and not s["loaded"][0]["busy"] and s)
+    # Had the second stayed, it would now be writing ~1000 tokens.
+    assert st["counters"]["completed"] == before["completed"] + 1
+    assert st["counters"]["requests"] == before["requests"] + 2
     assert st["counters"]["errors"] == before["errors"]
-    assert st["counters"]["completed"] == before["completed"] + 1, (before, st, server.log(30))
     r = httpx.post(server.url + "/api/generate", timeout=60, json={
         "model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
     assert r.json()["eval_count"] == 2
