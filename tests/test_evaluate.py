@@ -9,8 +9,8 @@ import llama_cpp
 import pytest
 
 from kit.errors import BadParameter, EvalTextTooShort
-from kit.evaluate import (EVAL_TEXT, evaluate, format_table, load_eval_text,
-                          perplexity, scored)
+from kit.evaluate import (EVAL_TEXT, evaluate, format_table, generation_speed,
+                          load_eval_text, perplexity, scored)
 from kit.quantize import quantize
 from kit.store import register
 
@@ -109,6 +109,10 @@ def test_reference_defaults_to_the_most_bits_per_weight(home):
                     max_windows=1, **ONE)
     assert [r.name for r in rows] == ["smollm2:135m-q8_0", "smollm2:135m-q2_k"]
     assert rows[1].reference == "smollm2:135m-q8_0"
+
+
+def test_generation_speed_is_measured(home):
+    assert generation_speed("smollm2:135m-q8_0", n_tokens=8) > 0
 
 
 def test_text_shorter_than_one_window_is_refused(starter_path):

@@ -14,7 +14,7 @@ from kit.errors import (BadModelFile, KitError, OutputExists, QuantizeFailed,
 from kit.gguf_check import scan
 from kit.quantize import (QUANT_TYPES, error_stats, find_fallbacks, parse_types,
                           quantize, quantize_q4_0, quantize_q8_0, read_weights,
-                          reference_bytes, round_half_away)
+                          reference_bytes, round_half_away, round_trip)
 from kit.store import installed, register
 
 TYPES = ["q8_0", "q4_k_m", "q2_k"]
@@ -104,6 +104,22 @@ def test_zero_blocks_and_bad_sizes():
         reference_bytes(np.zeros(32, np.float32), "Q4_0")
     with pytest.raises(ValueError, match="blocks of 32"):
         quantize_q8_0(np.ones(40, np.float32))
+
+
+def test_round_trip_shows_why_requantizing_misleads(starter_path):
+    w = read_weights(starter_path, "blk.0.attn_q.weight")  # Q4_1 values
+    assert np.array_equal(round_trip(w, "Q4_1"), w)  # the same grid: lossless
+    q51, q50 = round_trip(w, "Q5_1"), round_trip(w, "Q5_0")
+
+    def growth(r):
+        return float((r * w).sum() / (w * w).sum())
+
+    # Q5_1's 31 steps between min and max do not line up with Q4_1's 15:
+    # every block is stretched, an error that always pushes the same way
+    assert growth(q51) > 1.01 and abs(growth(q50) - 1) < 0.005
+    assert error_stats(w, q51)["rmse"] > error_stats(w, q50)["rmse"]
+    with pytest.raises(UnknownQuantType, match="Q5_1"):
+        round_trip(w, "Q4_K")
 
 
 # ---- llama.cpp's quantizer ------------------------------------------------------

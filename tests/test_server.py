@@ -289,6 +289,9 @@ def test_unknown_route_is_a_json_404(server):
 # ---- disconnects, queueing, load ----------------------------------------------
 
 COUNT = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
+# At least 400 numbers: the grammar allows no end before that, so only the
+# token limit (or the context, 1024 tokens) ends such an answer.
+NUMBERS = {"type": "array", "items": {"type": "integer"}, "minItems": 400}
 
 
 def _cancelled(server):
@@ -298,7 +301,8 @@ def _cancelled(server):
 def test_client_disconnect_stops_the_generation_sse(server):
     before = _cancelled(server)
     body = {"model": MODEL, "messages": COUNT, "max_tokens": 900, "temperature": 0,
-            "stream": True}
+            "stream": True, "response_format": {
+                "type": "json_schema", "json_schema": {"name": "n", "schema": NUMBERS}}}
     with httpx.stream("POST", server.url + "/v1/chat/completions", json=body,
                       timeout=60) as r:
         lines = r.iter_lines()
@@ -312,8 +316,8 @@ def test_client_disconnect_stops_the_generation_sse(server):
 
 def test_client_disconnect_stops_the_generation_ndjson(server):
     before = _cancelled(server)
-    body = {"model": MODEL, "messages": COUNT, "options": {"num_predict": 900,
-                                                           "temperature": 0}}
+    body = {"model": MODEL, "messages": COUNT, "format": NUMBERS,
+            "options": {"num_predict": 900, "temperature": 0}}
     with httpx.stream("POST", server.url + "/api/chat", json=body, timeout=60) as r:
         lines = r.iter_lines()
         first = json.loads(next(lines))
@@ -347,9 +351,8 @@ def test_busy_model_serves_requests_in_arrival_order(server):
 
 
 def test_a_client_that_leaves_the_queue_gives_up_its_place(server):
-    # A plain continuation of "1, 2, 3," never ends by itself: only
-    # num_predict (or the context, 1024 here) stops it.
-    counting = {"model": MODEL, "prompt": "1, 2, 3, 4,", "raw": True, "stream": False}
+    counting = {"model": MODEL, "prompt": "Numbers:", "raw": True, "stream": False,
+                "format": NUMBERS}
     before = server.status()["counters"]
     first = threading.Thread(target=lambda: httpx.post(
         server.url + "/api/generate", timeout=120,
