@@ -119,6 +119,8 @@ def resolve(name: str | None = None) -> ModelRef:
     if name not in models:
         # "smollm2" finds "smollm2:135m" when exactly one model has that family
         matches = [n for n in models if n.split(":")[0] == name]
+        if len(matches) > 1:  # variants such as smollm2:135m-q8_0 don't count
+            matches = [n for n in matches if "-" not in n.split(":", 1)[1]]
         if len(matches) != 1:
             from kit.catalog import get as catalog_entry
 

@@ -132,7 +132,8 @@ def test_arena_blind_vote(browser, tmp_path):
         # the tally is the last thing the vote updates
         page.wait_for_selector(".kit-arena-tally:has-text('1 round(s)')", timeout=10_000)
         headers = page.eval_on_selector_all(".kit-arena-header", "e => e.map(x => x.innerText)")
-        assert all("smollm2:135m (temperature" in h for h in headers)
+        # names revealed (which models depends on what else is installed)
+        assert all("smollm2:135m" in h and not h.startswith("Model ") for h in headers)
         winner = page.inner_text(".kit-arena-result").split(": ", 1)[1].rstrip(".")
         assert f"{winner}\t1\t100%" in page.inner_text(".kit-arena-tally")
         shot(page, "dashboard-arena")

@@ -534,3 +534,22 @@ def test_stop_ends_the_process_and_frees_the_port():
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
     srv.stop()  # twice is fine
+
+
+def test_server_ends_when_the_notebook_kernel_dies():
+    # A kernel killed outright (no atexit) must not leave a server holding
+    # its port and memory: the server watches the process that started it.
+    code = ("from kit.server import start; import time; "
+            "s = start(['smollm2:135m'], n_ctx=256, n_threads=1, quiet=True); "
+            "print(s.proc.pid, flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        child = psutil.Process(int(parent.stdout.readline()))
+        assert child.is_running()
+        parent.kill()
+        parent.wait(10)
+        gone, alive = psutil.wait_procs([child], timeout=15)
+        assert gone and not alive
+    finally:
+        parent.kill()

@@ -90,3 +90,9 @@ def test_registry_is_plain_json(starter_path):
     data = json.loads(get_settings().registry_path.read_text())
     entry = data["models"]["smollm2:135m"]
     assert entry["sha256"] == STARTER["sha256"] and entry["license"] == "Apache-2.0"
+
+
+def test_family_name_still_finds_the_base_model_beside_variants(kit_home, starter_path):
+    store.register("smollm2:135m", starter_path)
+    store.register("smollm2:135m-q8_0", starter_path)
+    assert resolve("smollm2").name == "smollm2:135m"

@@ -188,7 +188,9 @@ def test_blind_round_hides_then_reveals():
 
 
 def test_arena_widget_blind_round(tmp_path):
-    arena = ArenaWidget(blind=True, max_tokens=12)
+    # Other tests may register variants; this round pits the starter against itself.
+    pair = default_contestants(["smollm2:135m"])
+    arena = ArenaWidget(pair, blind=True, max_tokens=12)
     assert [h.value for h in arena.headers] == ["<b>Model A</b>", "<b>Model B</b>"]
     assert all(b.disabled for b in arena.votes)
     press_enter(arena, "Name one colour.")
