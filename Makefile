@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 KIT    := $(VENV)/bin/kit
 
-.PHONY: setup workshop test bench clean browser slides
+.PHONY: setup workshop test bench bench-all clean browser slides
 
 setup: $(VENV)/.installed
 	$(KIT) setup
@@ -31,6 +31,10 @@ test: $(VENV)/.installed
 
 bench: setup
 	$(PY) benchmarks/foundation.py
+
+# Every benchmark script, one after another (about 15 minutes on 2 cores).
+bench-all: setup
+	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 # The reveal.js decks in slides/build/ (reveal.js from npm, kept in slides/.cache/);
 # the figures on them are measured on this machine while building.
