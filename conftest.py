@@ -25,6 +25,10 @@ def pytest_configure(config):
         "IPYTHONDIR": _TMP / "ipython",
         "MPLBACKEND": "Agg",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        # llama.cpp's OpenMP threads spin while they wait; when a test's
+        # server and client share two cores, spinning starves the one with
+        # work. Passive waiting keeps the suite steady (figures: benchmarks/).
+        "OMP_WAIT_POLICY": "PASSIVE",
         "KIT_TEST_HOME_READY": "1",
     }
     for key, value in env.items():

@@ -144,7 +144,8 @@ async def show(body: ShowRequest, request: Request):
     return {"modelfile": f"# served by the kit\nFROM {pool.offered[name]}\n",
             "parameters": "", "template": facts.chat_template or "",
             "details": _details(facts), "model_info": info,
-            "capabilities": ["completion"], "modified_at": _entry(pool, name)["modified_at"]}
+            "capabilities": ["completion"],
+            "modified_at": _entry(pool, name)["modified_at"]}
 
 
 def _sampling(options: Options | None, n_ctx: int) -> dict:
