@@ -44,5 +44,16 @@ def pytest_sessionstart(session):
 
 
 def pytest_unconfigure(config):
+    # Free cached models now, while llama.cpp's bindings still exist, rather
+    # than during interpreter shutdown (which prints a harmless traceback).
+    try:
+        import gc
+
+        from kit.engines import unload_all
+
+        unload_all()
+        gc.collect()
+    except Exception:
+        pass
     if _TMP is not None:
         shutil.rmtree(_TMP, ignore_errors=True)
