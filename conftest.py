@@ -37,7 +37,7 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    from kit.store import install_starter
+    from kit.models.starter import install_starter
 
     # Before any notebook kernel starts: notebooks need the starter model.
     install_starter(quiet=True)

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     from playwright.sync_api import sync_playwright
 
     from kit.commands.dashboard import start
-    from kit.store import install_starter
+    from kit.models.starter import install_starter
 
     install_starter(quiet=True)
     ready, tokens = {}, []

@@ -1,6 +1,6 @@
 """Download figures, measured side by side in one run (printed, never asserted).
 
-1. Throughput of kit.hub.download (the huggingface_hub client: HEAD, GET,
+1. Throughput of kit.models.hub.download (the huggingface_hub client: HEAD, GET,
    sha256 while writing, cache entry) from a loopback Hub mirror, as a ratio
    of a plain streaming GET of the same file with the same HTTP library
    (httpx2, which huggingface_hub uses) and with httpx. Target: >= 0.8.
@@ -40,7 +40,7 @@ def plain_get(client, url: str, dest: Path, verify: bool = False) -> float:
 
 
 def kit_download(tmp: Path, n: int, filename: str) -> float:
-    from kit import hub
+    from kit.models import hub
 
     os.environ["HF_HOME"] = str(tmp / f"hf-{n}")
     t0 = time.perf_counter()
@@ -63,8 +63,9 @@ def main() -> None:
     import httpx
     import httpx2
 
-    from kit import hub, hubmirror
-    from kit.store import install_starter
+    from kit.models import hub
+    from kit.models import mirror as hubmirror
+    from kit.models.starter import install_starter
 
     source = install_starter(quiet=True).path
     size = source.stat().st_size
@@ -86,7 +87,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"file: {source.name}, {mb:.0f} MB, loopback mirror, median of "
           f"{args.rounds} rounds; {os.cpu_count()} CPUs, load average {load:.1f}")
-    print(f"  kit.hub.download (verified)   {k:6.3f} s  {mb / k:7.0f} MB/s")
+    print(f"  kit.models.hub.download (verified)   {k:6.3f} s  {mb / k:7.0f} MB/s")
     print(f"  plain GET, httpx2             {p2:6.3f} s  {mb / p2:7.0f} MB/s")
     print(f"  plain GET, httpx              {p1:6.3f} s  {mb / p1:7.0f} MB/s")
     print(f"  plain GET + sha256, httpx2    {v2:6.3f} s  {mb / v2:7.0f} MB/s")

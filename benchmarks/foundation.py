@@ -16,7 +16,7 @@ import llama_cpp
 
 import kit
 from kit.engines import unload_all
-from kit.store import resolve
+from kit.models.registry import resolve
 
 PROMPT = "Once upon a time, in a lighthouse by the sea, there lived"
 N_TOKENS, N_CTX, THREADS, REPS = 128, 2048, 2, 5

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kit.pack import build_pack, install_pack  # noqa: E402
-from kit.pack_serve import PackHandler, make_server  # noqa: E402
-from kit.store import install_starter  # noqa: E402
+from kit.room.pack import build_pack, install_pack  # noqa: E402
+from kit.room.serve import PackHandler, make_server  # noqa: E402
+from kit.models.starter import install_starter  # noqa: E402
 
 SENT = {"bytes": 0}
 

@@ -42,7 +42,7 @@ def bare_forward_s(path: Path, windows, n_ctx: int, threads: int) -> float:
 
 
 def main() -> None:
-    from kit.store import install_starter
+    from kit.models.starter import install_starter
 
     starter = install_starter(quiet=True).path  # before KIT_HOME moves
     home = Path(tempfile.mkdtemp(prefix="kit-bench-quant-"))
@@ -58,7 +58,7 @@ def run(starter: Path) -> None:
     from kit.modelfile import human_size
     from kit.quantize import quantize
     from kit.settings import get_settings
-    from kit.store import register
+    from kit.models.registry import register
 
     threads = get_settings().n_threads
     register("smollm2:135m", starter, source="bench")

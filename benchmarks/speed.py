@@ -23,7 +23,7 @@ import llama_cpp
 
 from kit import bench
 from kit.engines import load
-from kit.store import installed, resolve
+from kit.models.registry import installed, resolve
 
 N_PROMPT, N_GEN, REPS, ROUNDS = 128, 64, 3, 3
 

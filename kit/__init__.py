@@ -20,8 +20,8 @@ def load(name=None, **options):
 
 
 def doctor(**options):
-    """Check this machine; see kit.hardware.run_checks."""
-    from kit.hardware import run_checks
+    """Check this machine; see kit.doctor.run_checks."""
+    from kit.doctor import run_checks
 
     return run_checks(**options)
 
@@ -29,6 +29,6 @@ def doctor(**options):
 def info(name=None):
     """Facts about a model file, read without loading weights."""
     from kit.modelfile import read_facts
-    from kit.store import resolve
+    from kit.models.registry import resolve
 
     return read_facts(resolve(name).path)

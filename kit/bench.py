@@ -220,7 +220,7 @@ def run_bench(models=None, threads=None, gpu_layers=(0,), n_prompt: int = 128,
     from kit.engines import _LOADED, load
     from kit.modelfile import read_facts
     from kit.settings import get_settings
-    from kit.store import resolve
+    from kit.models.registry import resolve
 
     models = [models] if models is None or isinstance(models, (str, Path)) else list(models)
     threads = parse_list(threads if threads is not None else get_settings().n_threads)
@@ -289,7 +289,7 @@ def machine_meta(bandwidth: float | None = None) -> dict:
     """Where and when: date, CPU, GPU, versions (stored with the results)."""
     from importlib import metadata
 
-    from kit.hardware import _cpu_model_and_flags, _nvidia_gpus
+    from kit.machine import _cpu_model_and_flags, _nvidia_gpus
 
     def version(dist):
         try:

@@ -150,7 +150,8 @@ def model_provenance(model) -> dict:
     if facts is not None:
         info["quantization"] = facts.quantization
     try:
-        from kit.store import installed, sha256_file
+        from kit.models.registry import installed
+        from kit.util import sha256_file
 
         known = installed().get(model.name, {})
         st = path.stat()

@@ -52,7 +52,7 @@ def _load(a, quiet=False):
 
 
 def cmd_doctor(a) -> int:
-    from kit.hardware import format_report, run_checks
+    from kit.doctor import format_report, run_checks
 
     checks = run_checks(hub_timeout=a.timeout)
     if a.json:
@@ -63,7 +63,7 @@ def cmd_doctor(a) -> int:
 
 
 def cmd_setup(a) -> int:
-    from kit.store import install_starter
+    from kit.models.starter import install_starter
 
     install_starter(force=a.force)
     return 0
@@ -71,7 +71,7 @@ def cmd_setup(a) -> int:
 
 def cmd_list(a) -> int:
     from kit.modelfile import human_size
-    from kit.store import list_models
+    from kit.models.registry import list_models
 
     rows = list_models()
     if a.json:
@@ -89,7 +89,7 @@ def cmd_list(a) -> int:
 
 def cmd_info(a) -> int:
     from kit.modelfile import human_size, read_facts
-    from kit.store import resolve
+    from kit.models.registry import resolve
 
     facts = read_facts(resolve(a.model).path)
     if a.json:

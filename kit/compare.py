@@ -86,7 +86,7 @@ def load_prompts(source: str | os.PathLike = "roles") -> dict:
 
 
 def _sha256(path) -> str:
-    from kit.store import sha256_file
+    from kit.util import sha256_file
 
     st = os.stat(path)
     key = (str(path), st.st_size, st.st_mtime_ns)
@@ -119,7 +119,7 @@ def describe_model(model, label: str) -> dict:
 
 
 def machine_summary() -> dict:
-    from kit.hardware import machine_facts
+    from kit.machine import machine_facts
 
     f = machine_facts()
     keep = ("python", "os", "machine", "cpu_model", "cores_physical",

@@ -25,6 +25,18 @@ class ModelNotFound(KitError):
         self.name = name
 
 
+class RegistryDamaged(KitError):
+    """models.json cannot be read: say so, and how to get out."""
+
+    def __init__(self, path, exc: Exception):
+        super().__init__(
+            f"The model list {path} is damaged ({exc}). Move it aside (for "
+            f"example `mv {path} {path}.bad`) and run `kit setup`; then `kit "
+            "import` your own files again. Your model files stay on disk."
+        )
+        self.path = path
+
+
 class ModelFileMissing(KitError):
     def __init__(self, path):
         super().__init__(
@@ -87,7 +99,7 @@ class SetupFailed(KitError):
     pass
 
 
-# ---- finding and downloading models (kit.hub, kit.store.pull) ---------------
+# ---- finding and downloading models (kit.hub, kit.models.pull.pull) ---------------
 
 class HubOffline(KitError):
     """No network (or HF_HUB_OFFLINE=1) and the file is not in the cache."""

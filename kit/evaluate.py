@@ -74,7 +74,7 @@ class Scorer:
         from kit.engines.llamacpp import import_llama_cpp
         from kit.modelfile import read_facts
         from kit.settings import get_settings
-        from kit.store import resolve
+        from kit.models.registry import resolve
 
         llama_cpp = import_llama_cpp()
         self.ref = resolve(_name(model))
@@ -195,7 +195,7 @@ def evaluate(models, reference=None, *, text: str | None = None,
     import numpy as np
 
     from kit.modelfile import read_facts
-    from kit.store import resolve
+    from kit.models.registry import resolve
 
     if models is None or isinstance(models, (str, Path)):
         models = [models]

@@ -100,7 +100,7 @@ def available_memory() -> tuple[int, int | None]:
 
     vram = None
     try:
-        from kit.hardware import nvidia_gpus
+        from kit.machine import nvidia_gpus
 
         gpus = nvidia_gpus()
         free = [g.get("memory_free_mib") for g in gpus if g.get("memory_free_mib")]

@@ -32,7 +32,7 @@ def read_weights(model=None, tensor: str = "blk.0.attn_q.weight"):
     import numpy as np
 
     from kit.gguf_check import scan
-    from kit.store import resolve
+    from kit.models.registry import resolve
 
     s = scan(resolve(_name(model)).path)  # checks the file before we read a byte
     by_name = {t.name: t for t in s.tensors}
@@ -318,7 +318,8 @@ def quantize(model=None, types=DEFAULT_TYPES, *, force: bool = False, out_dir=No
     from kit.gguf_check import scan
     from kit.modelfile import facts_from_scan
     from kit.settings import get_settings
-    from kit.store import installed, register, resolve, sha256_file
+    from kit.models.registry import installed, register, resolve
+    from kit.util import sha256_file
 
     qtypes = parse_types(types)
     ref = resolve(_name(model))

@@ -29,10 +29,11 @@ def _md_table(header: list[str], rows: list[list]) -> str:
 
 def file_figures() -> dict:
     """Facts of the starter model's file, the memory sums and the catalog."""
-    from kit import catalog
+    from kit.models import catalog
     from kit.fit import estimate
     from kit.modelfile import human_count, human_size, read_facts
-    from kit.store import STARTER, resolve
+    from kit.models.starter import STARTER
+    from kit.models.registry import resolve
 
     facts = read_facts(resolve(STARTER["name"]).path)
     fit2k, fit8k = estimate(facts, n_ctx=2048), estimate(facts, n_ctx=8192)
@@ -72,7 +73,8 @@ def file_figures() -> dict:
 def run_figures(max_tokens: int = 48) -> dict:
     """Load the starter model, tokenize, and time one short answer here."""
     import kit
-    from kit.hardware import format_report, machine_facts, run_checks
+    from kit.doctor import format_report, run_checks
+    from kit.machine import machine_facts
 
     model = kit.load(quiet=True)
     ids = model.tokenize(SENTENCE)

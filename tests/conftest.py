@@ -1,6 +1,6 @@
 import pytest
 
-from kit.store import resolve
+from kit.models.registry import resolve
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,12 @@ import re
 
 import pytest
 
-from kit import catalog
+from kit.models import catalog
 from kit.engines import ENGINES
 from kit.fit import estimate
 from kit.modelfile import read_facts
 from kit.settings import STARTER_NAME
-from kit.store import STARTER
+from kit.models.starter import STARTER
 
 ENTRIES = catalog.entries()
 FIELDS = {"name", "family", "title", "repo", "file", "size", "parameters",
@@ -93,7 +93,7 @@ def test_entries_are_copies():
 @pytest.mark.parametrize("entry", [e for e in ENTRIES if e["source"] == "hub"],
                          ids=lambda e: e["name"])
 def test_entry_matches_the_real_hub(entry, monkeypatch):
-    from kit import hub
+    from kit.models import hub
 
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

@@ -9,7 +9,7 @@ from kit.chat import (Conversation, ContextUsage, export, model_provenance,
                       to_markdown, transcript_data)
 from kit.engines import load
 from kit.errors import KitError, PromptTooLong
-from kit.store import STARTER
+from kit.models.starter import STARTER
 
 
 @pytest.fixture(scope="module")

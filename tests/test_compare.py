@@ -5,10 +5,10 @@ import pytest
 
 from kit.cli import main
 from kit.compare import compare, load_prompts, parse_spec
-from kit.convert_ct import to_ctransformers
+from kit.engines.ct_convert import to_ctransformers
 from kit.engines.llama_server import LlamaServer
 from kit.errors import BadPromptSet, KitError
-from kit.store import installed
+from kit.models.registry import installed
 
 QUICK = dict(max_tokens=12, n_threads=1, n_ctx=512)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from kit.commands.dashboard import free_port, start
-from kit.store import STARTER
+from kit.models.starter import STARTER
 
 CHROMIUM = os.environ.get("KIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",

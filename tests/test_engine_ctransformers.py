@@ -5,13 +5,13 @@ import threading
 import numpy as np
 import pytest
 
-from kit.convert_ct import convert, to_ctransformers
+from kit.engines.ct_convert import convert, to_ctransformers
 from kit.engines import load
 from kit.engines.bpe import BPETokenizer, pre_split
 from kit.engines.ctransformers import CTransformersEngine, can_run, probe
 from kit.errors import EngineCannotRun, KitError, NoCtransformersGpu, PromptTooLong
 from kit.modelfile import read_facts, scan
-from kit.store import installed
+from kit.models.registry import installed
 
 GREEDY = dict(temperature=0, seed=1)
 TEXTS = [

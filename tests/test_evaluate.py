@@ -12,7 +12,7 @@ from kit.errors import BadParameter, EvalTextTooShort
 from kit.evaluate import (EVAL_TEXT, evaluate, format_table, generation_speed,
                           load_eval_text, perplexity, scored)
 from kit.quantize import quantize
-from kit.store import register
+from kit.models.registry import register
 
 ORDER = ["q8_0", "q5_k_m", "q4_k_m", "q2_k"]
 # One thread: on a shared, busy CPU llama.cpp's waiting threads spin and a

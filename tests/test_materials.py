@@ -509,7 +509,7 @@ def test_only_a_few_blocks_are_kept_from_running():
 @pytest.fixture(scope="module")
 def snippet_env(tmp_path_factory, starter_path):
     """A fresh KIT_HOME and HF cache, and a loopback Hub mirror with the starter."""
-    from kit import hubmirror
+    from kit.models import mirror as hubmirror
 
     tmp = tmp_path_factory.mktemp("snippets")
     room = tmp / "mirror"

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 import kit
-from kit import store
+from kit.models import registry as store
 from kit.engines import unload
 from kit.errors import ModelNotFound, PackError, PackInstallFailed
-from kit.pack import build_pack, install_pack, read_manifest
-from kit.pack_serve import make_server, parse_range
-from kit.store import STARTER
+from kit.room.install import install_pack, read_manifest
+from kit.room.pack import build_pack
+from kit.room.serve import make_server, parse_range
+from kit.models.starter import STARTER
 
 STARTER_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 NO_NETWORK = {  # any attempt to reach PyPI (or anything) fails at once

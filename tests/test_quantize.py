@@ -15,7 +15,7 @@ from kit.gguf_check import scan
 from kit.quantize import (QUANT_TYPES, error_stats, find_fallbacks, parse_types,
                           quantize, quantize_q4_0, quantize_q8_0, read_weights,
                           reference_bytes, round_half_away, round_trip)
-from kit.store import installed, register
+from kit.models.registry import installed, register
 
 TYPES = ["q8_0", "q4_k_m", "q2_k"]
 

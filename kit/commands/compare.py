@@ -1,6 +1,6 @@
 """`kit compare MODEL MODEL ... --prompts NAME|FILE` and `kit convert-ct MODEL`.
 
-Thin shells over kit.compare and kit.convert_ct.
+Thin shells over kit.compare and kit.engines.ct_convert.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def cmd_compare(a) -> int:
 
 
 def cmd_convert_ct(a) -> int:
-    from kit.convert_ct import to_ctransformers
+    from kit.engines.ct_convert import to_ctransformers
 
     to_ctransformers(a.model, a.name, force=a.force)
     return 0

@@ -1,6 +1,6 @@
 """`kit pull`, `kit rm`, `kit import`, `kit search`, `kit catalog`, `kit mirror`.
 
-Thin shells over kit.store, kit.hub, kit.catalog and kit.hubmirror.
+Thin shells over kit.models (registry, pull, hub, catalog, mirror).
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 
 def cmd_pull(a) -> int:
-    from kit.store import pull
+    from kit.models.pull import pull
 
     pull(a.name, quiet=a.quiet, progress=not a.quiet)
     return 0
@@ -16,7 +16,8 @@ def cmd_pull(a) -> int:
 
 def cmd_rm(a) -> int:
     from kit.modelfile import human_size
-    from kit.store import installed, remove
+    from kit.models.registry import installed
+    from kit.models.pull import remove
     from kit.errors import ModelNotFound
 
     models = installed()
@@ -40,14 +41,14 @@ def cmd_rm(a) -> int:
 
 
 def cmd_import(a) -> int:
-    from kit.store import import_file
+    from kit.models.pull import import_file
 
     import_file(a.file, a.name, copy=not a.in_place, force=a.force)
     return 0
 
 
 def _catalog_lines(text: str) -> list[str]:
-    from kit.catalog import find
+    from kit.models.catalog import find
     from kit.modelfile import human_size
 
     return [f"  {e['name']:<22} {human_size(e['size']):>8}  {e['title']}  "
@@ -56,7 +57,7 @@ def _catalog_lines(text: str) -> list[str]:
 
 def cmd_search(a) -> int:
     from kit.errors import HubOffline
-    from kit.hub import search
+    from kit.models.hub import search
 
     catalog = _catalog_lines(a.text)
     try:
@@ -80,7 +81,7 @@ def cmd_search(a) -> int:
 
 
 def cmd_catalog(a) -> int:
-    from kit.catalog import format_table, table
+    from kit.models.catalog import format_table, table
     from kit.fit import available_memory
 
     print(format_table(table(a.ctx, available_memory()[0])))
@@ -88,7 +89,7 @@ def cmd_catalog(a) -> int:
 
 
 def cmd_mirror(a) -> int:
-    from kit.hubmirror import serve
+    from kit.models.mirror import serve
 
     server = serve(a.folder, host=a.host, port=a.port)
     print(f"Serving {a.folder} as a Hub mirror at {server.url} (Ctrl-C stops).")

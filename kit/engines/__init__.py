@@ -26,14 +26,14 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
          api_key: str | None = None) -> Engine:
     """Load a model by kit name or .gguf path, validating the file first.
 
-    engine=None picks the model's own engine (kit.convert_ct's copies:
+    engine=None picks the model's own engine (kit.engines.ct_convert's copies:
     ctransformers), else llama.cpp. For engine="remote", `name` is the
     server's model name (None: the first it serves) and base_url its address.
     """
     from kit.fit import check
     from kit.modelfile import human_size, read_facts
     from kit.settings import get_settings
-    from kit.store import resolve
+    from kit.models.registry import resolve
 
     cfg = get_settings()
     n_ctx = cfg.n_ctx if n_ctx is None else n_ctx
@@ -109,7 +109,7 @@ def unload(model: Engine) -> None:
 
 def preferred_engine(name: str) -> str:
     """The engine a model was made for (its registry entry), else llama.cpp."""
-    from kit.store import installed
+    from kit.models.registry import installed
 
     entry = installed().get(name) or {}
     return entry.get("engine") if entry.get("engine") in ENGINES else "llamacpp"
@@ -174,7 +174,7 @@ def engine_capabilities(packages: dict | None = None,
                           "gpu_offload": "CUDA only, with ctransformers[cuda]",
                           "streaming": "yes",
                           "runs": "llama/falcon GGUF from 2023; the starter after "
-                                  "kit.convert_ct"},
+                                  "kit.engines.ct_convert"},
         "remote": {"package": "httpx", "version": packages.get("httpx", "installed"),
                    "chat_template": "yes, the server applies it",
                    "gpu_offload": "decided by the server", "streaming": "yes (SSE)"},

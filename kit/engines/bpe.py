@@ -17,7 +17,7 @@ from kit.errors import KitError
 
 CONTROL, USER_DEFINED = 3, 4  # token types in GGUF files
 CONTRACTIONS = ("s", "t", "re", "ve", "m", "ll", "d")
-# Extra metadata key written by kit.convert_ct: the vocabulary as GPT-2's
+# Extra metadata key written by kit.engines.ct_convert: the vocabulary as GPT-2's
 # byte-to-letter strings, because the converted file stores raw bytes.
 BYTE_LEVEL_KEY = "kit.tokenizer.byte_level_tokens"
 

@@ -7,7 +7,7 @@ vocabularies it can read. `can_run(facts)` says so before anything loads,
 and a first load of each file happens in a separate process, so a file that
 crashes its native code cannot take the Jupyter kernel down with it.
 
-The starter model needs a converted copy (kit.convert_ct; same weights and
+The starter model needs a converted copy (kit.engines.ct_convert; same weights and
 tokenizer): `kit.load("smollm2:135m-ct", engine="ctransformers")`.
 min_p is not known to ctransformers: it is ignored, and the figures say so.
 """
@@ -25,7 +25,7 @@ ARCHITECTURES = ("llama", "falcon")  # what its GGUF loader can build
 # Number types that existed in 2023 (newer ones, e.g. IQ2_XS or BF16, do not).
 TENSOR_TYPES = ("F32", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1",
                 "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K")
-FIX_HINT = "kit.convert_ct.to_ctransformers() makes a copy it can run"
+FIX_HINT = "kit.engines.ct_convert.to_ctransformers() makes a copy it can run"
 _PROBED: dict[tuple, str] = {}  # (path, size, mtime) -> "" (fine) or a reason
 
 

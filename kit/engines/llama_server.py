@@ -36,7 +36,7 @@ class LlamaServer:
 
         from kit.modelfile import read_facts
         from kit.settings import get_settings
-        from kit.store import resolve
+        from kit.models.registry import resolve
 
         missing = [m for m in EXTRAS if importlib.util.find_spec(m) is None]
         if missing:

@@ -139,7 +139,7 @@ class ModelPool:
                  n_threads: int | None = None, memory_budget: int | None = None,
                  max_queue: int = 8, check_fit: bool = True):
         from kit.settings import get_settings
-        from kit.store import installed, resolve
+        from kit.models.registry import installed, resolve
 
         cfg = get_settings()
         self.n_ctx = n_ctx or cfg.n_ctx

@@ -99,7 +99,7 @@ def _entry(pool, name: str) -> dict:
     path = pool.offered[name]
     st = os.stat(path)
     digest = ""
-    from kit.store import installed
+    from kit.models.registry import installed
 
     digest = (installed().get(name) or {}).get("sha256") or ""
     return {"name": name, "model": name, "size": st.st_size,

@@ -26,7 +26,7 @@ class ArenaWidget(W.VBox):
 
     def __init__(self, contestants: list[Contestant] | None = None, n: int = 2,
                  blind: bool = False, max_tokens: int = 128, **kw):
-        from kit.store import installed
+        from kit.models.registry import installed
 
         names = list(installed())
         contestants = contestants or default_contestants(names, n)

@@ -76,7 +76,7 @@ def find_results(folder=None) -> dict:
 def measure_now(models=None):
     """A tiny speed measurement of installed models (pp 64, tg 32 tokens)."""
     from kit.bench import run_bench
-    from kit.store import installed
+    from kit.models.registry import installed
 
     models = models or list(installed())[:3] or [None]
     return run_bench(models, n_prompt=64, n_gen=32, reps=1,

@@ -62,7 +62,7 @@ class ChatWidget(W.VBox):
                  temperature: float = 0.7, max_tokens: int = 256,
                  n_ctx: int | None = None, folder=None, preload: bool = True, **kw):
         from kit.settings import get_settings
-        from kit.store import installed
+        from kit.models.registry import installed
 
         cfg = get_settings()
         names = list(installed()) or [cfg.default_model]

@@ -3,7 +3,7 @@
 >>> from kit.widgets import FitWidget
 >>> FitWidget()                     # a verdict, the arithmetic and a bar
 
-The arithmetic is kit.fit's (through kit.catalog.estimate); `verdict()` is
+The arithmetic is kit.fit's (through kit.models.catalog.estimate); `verdict()` is
 the plain function that turns it into sentences, tested without widgets.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ class FitWidget(W.VBox):
     """A catalog model, a context size, a computer: the verdict and the sum."""
 
     def __init__(self, model: str = "llama3.2:1b-q4_k_m", n_ctx: int = 2048, **kw):
-        from kit import catalog
+        from kit.models import catalog
         from kit.fit import available_memory
 
         self.entries = {e["name"]: e for e in catalog.entries()}
@@ -99,7 +99,7 @@ class FitWidget(W.VBox):
         self.update()
 
     def update(self) -> None:
-        from kit import catalog
+        from kit.models import catalog
 
         entry = self.entries[self.model.value]
         est = catalog.estimate(entry, self.n_ctx.value, self.computer.value)

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.catalog import QUANT_BITS, by_file, parse_quant, shard_of, typical_shape
+from kit.models.catalog import QUANT_BITS, by_file, parse_quant, shard_of, typical_shape
 from kit.errors import (DownloadFailed, HubAccessDenied, HubNotFound, HubOffline,
                         KitError)
 
@@ -94,7 +94,7 @@ def _translate(exc: Exception, what: str, repo_id: str, token=None) -> KitError:
     if isinstance(exc, e.RemoteEntryNotFoundError):
         return HubNotFound(what,
                            f"See its files with `kit search {repo_id}` or "
-                           "kit.hub.inspect(repo_id).")
+                           "kit.models.hub.inspect(repo_id).")
     if isinstance(exc, (e.OfflineModeIsEnabled, e.LocalEntryNotFoundError)):
         return HubOffline(what, "offline mode is on (HF_HUB_OFFLINE) and it is "
                                 "not in the cache" if offline() else
@@ -241,15 +241,3 @@ def inspect(repo_id: str, revision: str = "main", n_ctx: int = 2048,
                              est.fits, est.total, approx))
     return RepoReport(repo_id, _license(info.tags, info.card_data), bool(info.gated),
                       info.downloads, rated)
-
-
-def download(repo_id: str, filename: str, revision: str = "main", **options):
-    """Download one file into the shared cache: resumable, checked, sha256-verified.
-
-    Returns a kit.download.Download (path, sha256, size, commit, transferred,
-    from_cache). Options: token, progress, tqdm_class, quiet.
-    """
-    from kit.download import download as _download
-
-    return _download(repo_id, filename, revision, **options)
-

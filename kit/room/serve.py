@@ -21,7 +21,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from kit.errors import PackError
-from kit.pack import MANIFEST
+from kit.room.common import MANIFEST
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 

@@ -2,7 +2,7 @@
 
 >>> build_pack("room-pack", models=["smollm2:135m"])  # instructor, online
 >>> # kit pack serve room-pack --host 0.0.0.0          # instructor, in the room
->>> install_pack("http://192.168.1.20:8765/")         # each learner, offline
+>>> # kit pack install http://192.168.1.20:8765/       # each learner (room/install.py)
 """
 from __future__ import annotations
 
@@ -10,58 +10,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import re
 import shutil
 import textwrap
 from pathlib import Path
 
 from kit.errors import PackError
-
-FORMAT, FORMAT_VERSION, MANIFEST = "kit-pack", 1, "manifest.json"
-CHUNK = 1 << 20
-WHEELS_GUESS = 300 * 10**6  # room to leave for a full wheelhouse
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}")  # kit names
-
-
-def _slug(name: str) -> str:
-    """A folder name for a model name: 'smollm2:135m' -> 'smollm2-135m'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
-
-
-def _bar(total: int, desc: str, quiet: bool, initial: int = 0):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="B",
-                unit_scale=True, unit_divisor=1000, disable=quiet)
-
-
-def _stream(read, partial: Path, h, bar, append: bool = False) -> int:
-    """Copy read() into partial, feeding the hash and the bar; bytes written."""
-    n = 0
-    with open(partial, "ab" if append else "wb") as out:
-        while block := read(CHUNK):
-            h.update(block)
-            out.write(block)
-            bar.update(len(block))
-            n += len(block)
-        out.flush()
-        os.fsync(out.fileno())
-    return n
-
-
-def _hash(path: Path, desc: str, quiet: bool) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f, _bar(path.stat().st_size, desc, quiet) as bar:
-        while block := f.read(CHUNK):
-            h.update(block)
-            bar.update(len(block))
-    return h.hexdigest()
-
-
-def _free_bytes(folder: Path) -> int:
-    while not folder.exists():
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
+from kit.room.common import (FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, WHEELS_GUESS,
+                             _bar, _free_bytes, _hash, _slug, _stream)
 
 
 # ---- build ------------------------------------------------------------------
@@ -140,7 +95,7 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
     >>> build_pack("room-pack", ["smollm2:135m"], wheels=False)
     """
     from kit import __version__
-    from kit.store import _load_registry, resolve
+    from kit.models.registry import _load_registry, resolve
 
     say = (lambda *a: None) if quiet else print
     dest = Path(dest).expanduser().resolve()
@@ -173,7 +128,7 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
                     .isoformat(timespec="seconds"),
                     "models": entries, "wheels": None}
         if wheels:
-            from kit.wheelhouse import build_wheelhouse
+            from kit.room.wheelhouse import build_wheelhouse
 
             info = build_wheelhouse(partial / "wheels", requirements,
                                     llama_wheel=llama_wheel, say=say)
@@ -198,25 +153,3 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
         + (f", {len(manifest['wheels']['files'])} wheels" if wheels else "")
         + f". Share it on a USB stick, or run `kit pack serve {dest}`.")
     return dest
-
-
-def read_manifest(source) -> dict:
-    """The checked manifest of a pack folder or URL; see kit.pack_install."""
-    from kit.pack_install import read_manifest as _read
-
-    return _read(source)
-
-
-def install_pack(source, install_wheels: bool = False, quiet: bool = False):
-    """Fetch, verify and register a pack's models; see kit.pack_install."""
-    from kit.pack_install import install_pack as _install
-
-    return _install(source, install_wheels=install_wheels, quiet=quiet)
-
-
-def serve_pack(directory, host: str = "127.0.0.1", port: int = 8765,
-               quiet: bool = False) -> None:
-    """Serve a pack over HTTP until Ctrl-C; see kit.pack_serve."""
-    from kit.pack_serve import serve_pack as _serve
-
-    _serve(directory, host=host, port=port, quiet=quiet)

@@ -1,6 +1,6 @@
 """Downloading one file from the Hub: resumable, disk-checked, sha256-verified.
 
-Used through kit.hub.download. The bytes go to `blobs/<sha256>.incomplete`
+`kit pull` and notebook 02 call download(). The bytes go to `blobs/<sha256>.incomplete`
 in the shared Hugging Face cache (a killed download continues from there),
 are hashed while they arrive, and get their real name only once verified;
 then the huggingface_hub client makes the cache entry, as for any download.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kit import hub
+from kit.models import hub
 from kit.errors import ChecksumMismatch, DownloadFailed, HubOffline, NotEnoughDisk
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def _fetch(meta, blob: Path, repo_id, filename, expected, token, tqdm_class,
         digest = out.digest()
         if expected:
             if digest is None:
-                from kit.store import sha256_file
+                from kit.util import sha256_file
 
                 digest = sha256_file(partial)
             if digest != expected:

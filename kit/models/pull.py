@@ -1,6 +1,6 @@
 """Pull, import and remove models: the store's verbs (`kit pull`, `import`, `rm`).
 
-Used through kit.store (pull, import_file, remove), which keeps the names.
+Notebook 02; `kit pull`, `kit import` and `kit rm` call these.
 
 >>> pull("qwen2.5:0.5b-q4_k_m")              # catalog name: Hub repo + file
 >>> pull("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M")
@@ -15,8 +15,10 @@ from pathlib import Path
 
 from kit.errors import BadParameter, ModelNotFound, UnknownModelName
 from kit.settings import get_settings
-from kit.store import (HF_PREFIX, ModelRef, _load_registry, _save_registry,
-                       install_starter, installed, register, sha256_file)
+from kit.models.download import download
+from kit.models.registry import HF_PREFIX, ModelRef, editing, installed, register
+from kit.models.starter import install_starter
+from kit.util import sha256_file
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[a-z0-9._-]+)?$")
 
@@ -33,7 +35,7 @@ def _hf_name(name: str) -> tuple[str, str | None]:
 def _pick(repo_id: str, quant: str | None):
     """The repository's GGUF file with that quantization (Q4_K_M by default)."""
     from kit.errors import HubNotFound
-    from kit.hub import files
+    from kit.models.hub import files
 
     found = [f for f in files(repo_id) if f.shard is None]
     quants = sorted({f.quantization for f in found if f.quantization})
@@ -52,7 +54,8 @@ def _pick(repo_id: str, quant: str | None):
 def pull(name: str, *, quiet: bool = False, progress: bool = True,
          token=None) -> ModelRef:
     """Download a catalog model or hf.co/OWNER/REPO:QUANT and give it a kit name."""
-    from kit import catalog, hub
+    from kit.models import catalog
+    from kit.models import hub
     from kit.fit import available_memory
     from kit.modelfile import human_size, read_facts
 
@@ -74,7 +77,7 @@ def pull(name: str, *, quiet: bool = False, progress: bool = True,
     say(f"{kname}: {filename} from {repo}; memory needed about "
         f"{human_size(est.total)}, free now {human_size(est.ram_available)}"
         + ("" if est.fits else " (too little: it may not run on this machine)"))
-    got = hub.download(repo, filename, token=token, progress=progress, quiet=quiet)
+    got = download(repo, filename, token=token, progress=progress, quiet=quiet)
     facts = read_facts(got.path)  # a file that is not a sound GGUF stops here
     named = catalog.parse_quant(filename)
     # "Q4_K_L" and the like are Q4_K_M files with a tweak: compare the family
@@ -91,7 +94,7 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
                 quiet: bool = False) -> ModelRef:
     """Give a local .gguf file a kit name (like `ollama create`); checked first."""
     from kit.errors import NotEnoughDisk
-    from kit.hub import free_disk_bytes
+    from kit.util import free_disk_bytes
     from kit.modelfile import read_facts
 
     src = Path(path).expanduser()
@@ -142,13 +145,13 @@ def remove(name: str) -> dict:
     Returns {"name", "deleted": [paths], "freed": bytes}. Files registered in
     place (import_file(copy=False)) are only forgotten, never deleted.
     """
-    from kit.hub import cache_dir
+    from kit.models.hub import cache_dir
 
-    reg = _load_registry()
-    if name not in reg["models"]:
-        raise ModelNotFound(name, list(installed()))
-    entry = reg["models"].pop(name)
-    _save_registry(reg)  # first: a crash below leaves a stray file, never a dangling name
+    with editing() as reg:
+        if name not in reg["models"]:
+            raise ModelNotFound(name, list(installed()))
+        # forgotten first: a crash below leaves a stray file, never a dangling name
+        entry = reg["models"].pop(name)
     path = Path(entry["path"])
     others = {os.path.abspath(m["path"]) for m in reg["models"].values()}
     owned = entry.get("owned", entry.get("source") in ("starter", "hub"))

@@ -153,7 +153,8 @@ def to_ctransformers(name: str | None = None, new_name: str | None = None,
                      force: bool = False, quiet: bool = False):
     """Convert an installed model and register the copy as NAME-ct."""
     from kit.modelfile import human_size
-    from kit.store import installed, register, resolve, sha256_file
+    from kit.models.registry import installed, register, resolve
+    from kit.util import sha256_file
 
     ref = resolve(name)
     new_name = new_name or ref.name + SUFFIX
