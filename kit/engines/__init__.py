@@ -60,6 +60,9 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
         if not gpu_offload_supported():  # a clear no, not a silent CPU run
             raise NoGpuSupport()
     facts = read_facts(ref.path)  # validates: a bad file never reaches llama.cpp
+    from kit.engines.embed import embedding_settings
+
+    embedding, n_ctx = embedding_settings(facts, engine, n_ctx)
     if engine == "ctransformers":
         _check_ctransformers(facts, n_gpu_layers)
     if check_fit:
@@ -79,7 +82,8 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
         from kit.engines.llamacpp import LlamaCppEngine
 
         model = LlamaCppEngine(ref.name, ref.path, n_ctx=n_ctx, n_threads=n_threads,
-                               n_gpu_layers=n_gpu_layers, seed=seed, use_mmap=use_mmap)
+                               n_gpu_layers=n_gpu_layers, seed=seed, use_mmap=use_mmap,
+                               embedding=embedding)
     model.facts = facts
     model.sha256 = ref.sha256
     notes = []

@@ -201,5 +201,11 @@ class Engine(ABC):
     def tokenize(self, text: str) -> list[int]:
         """The token ids the model sees for `text`."""
 
+    def embed(self, texts, **options):
+        """One vector per text (embedding models only; see kit.engines.embed)."""
+        from kit.errors import NotAnEmbeddingModel
+
+        raise NotAnEmbeddingModel(self.name)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} n_ctx={self.n_ctx}>"

@@ -41,10 +41,11 @@ class LlamaCppEngine(Engine):
                     "json_schema": True}
 
     def __init__(self, name, path, n_ctx=2048, n_threads=2, n_gpu_layers=0,
-                 seed=None, use_mmap=True):
+                 seed=None, use_mmap=True, embedding=False):
         super().__init__(name, path, n_ctx)
         llama_cpp = import_llama_cpp()
         self.n_threads, self.n_gpu_layers = n_threads, n_gpu_layers
+        self.embedding = embedding  # an embedding model: embed(), no chat
         self.seed = seed  # the default for calls that give none (None: random)
         self._random_seed = llama_cpp.LLAMA_DEFAULT_SEED  # llama.cpp: pick at random
         self.load_s = 0.0
@@ -54,7 +55,9 @@ class LlamaCppEngine(Engine):
                 model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
                 n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers,
                 seed=seed if seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
-                use_mmap=use_mmap, verbose=False,
+                use_mmap=use_mmap, verbose=False, embedding=embedding,
+                # an encoder reads each text in one batch: batch = context
+                **(dict(n_batch=n_ctx, n_ubatch=n_ctx) if embedding else {}),
             )
         except (ValueError, RuntimeError) as exc:
             raise KitError(
@@ -93,6 +96,7 @@ class LlamaCppEngine(Engine):
     # -- generation -------------------------------------------------------
     def generate(self, prompt, sampling=None, json_schema=None, **kw) -> Stream:
         """Continue `prompt`; json_schema (a dict, or "json") constrains the answer."""
+        self._need_chat()
         s = Sampling.make(sampling, **kw)
         grammar = self._grammar(json_schema)
         return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream, grammar))
@@ -105,6 +109,7 @@ class LlamaCppEngine(Engine):
         return check_grammar(self.llm, to_grammar(json_schema))  # bad schema: now
 
     def chat(self, messages, sampling=None, json_schema=None, **kw) -> Stream:
+        self._need_chat()
         s = Sampling.make(sampling, **kw)
         grammar = self._grammar(json_schema)
         text = self.format_chat(messages)
@@ -191,6 +196,20 @@ class LlamaCppEngine(Engine):
         if reason == "context":
             st.notices.append(f"Stopped: the context window ({self.n_ctx} tokens) "
                               "is full. Load with a larger n_ctx for longer answers.")
+
+    def _need_chat(self) -> None:
+        if self.embedding:
+            from kit.errors import NotAChatModel
+
+            raise NotAChatModel(self.name)
+
+    def embed(self, texts, **options):
+        """One normalised row per text (numpy float32); see kit.engines.embed."""
+        if not self.embedding:
+            return super().embed(texts, **options)  # a chat model: a clear error
+        from kit.engines.embed import embed_llama
+
+        return embed_llama(self, texts, **options)
 
     def describe(self) -> str:
         where = "GPU" if self.on_gpu else "CPU"

@@ -168,6 +168,12 @@ class RemoteEngine(Engine):
                 raise
             return max(1, round(len(text) / 4))  # rough rule for English text
 
+    def embed(self, texts, **options):
+        """Vectors from the server's /v1/embeddings; see kit.engines.embed."""
+        from kit.engines.embed import embed_remote
+
+        return embed_remote(self, texts, **options)
+
     # -- generation -----------------------------------------------------------
     def generate(self, prompt, sampling=None, **kw) -> Stream:
         s = Sampling.make(sampling, **kw)
