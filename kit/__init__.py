@@ -1,6 +1,8 @@
 """kit: run open language models on your own computer, and see how it works.
 
 Importing kit does nothing but define names; the work starts when you call.
+The machine check is the stage module kit.doctor (kit.doctor.run_checks()),
+so no call here shares its name.
 
 >>> import kit
 >>> model = kit.load()                      # the starter model, smollm2:135m
@@ -17,13 +19,6 @@ def load(name=None, **options):
     from kit.engines import load as _load
 
     return _load(name, **options)
-
-
-def doctor(**options):
-    """Check this machine; see kit.doctor.run_checks."""
-    from kit.doctor import run_checks
-
-    return run_checks(**options)
 
 
 def info(name=None):

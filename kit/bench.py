@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from kit.errors import BadParameter, KitError, NoGpuSupport
+from kit.util import atomic_write_text
 
 COLUMNS = ["model", "quantization", "file_bytes", "threads", "gpu_layers",
            "backend", "test", "n_tokens", "n_cached", "reps", "tps_mean",
@@ -289,7 +290,7 @@ def machine_meta(bandwidth: float | None = None) -> dict:
     """Where and when: date, CPU, GPU, versions (stored with the results)."""
     from importlib import metadata
 
-    from kit.machine import _cpu_model_and_flags, _nvidia_gpus
+    from kit.machine import _cpu_model_and_flags, nvidia_gpus
 
     def version(dist):
         try:
@@ -299,7 +300,7 @@ def machine_meta(bandwidth: float | None = None) -> dict:
 
     return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "cpu": _cpu_model_and_flags()[0], "cores_logical": os.cpu_count(),
-            "os": platform.platform(), "gpus": [g["name"] for g in _nvidia_gpus()],
+            "os": platform.platform(), "gpus": [g["name"] for g in nvidia_gpus()],
             "llama_cpp_python": version("llama-cpp-python") or _llama_version(),
             "bandwidth_gbs": bandwidth / 1e9 if bandwidth else None,
             "method": "llama-bench: random tokens, warm-up, pp batched, tg one by one"}
@@ -314,27 +315,18 @@ def _llama_version():
         return None
 
 
-def _atomic_write(path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)  # never a half-written file under the real name
-    return path
-
-
 def to_json(df, path=None) -> str:
     """Results as JSON ({"meta": ..., "rows": [...]}); written to path if given."""
     rows = json.loads(df.to_json(orient="records"))  # NaN -> null
     text = json.dumps({"meta": df.attrs.get("meta", {}), "rows": rows}, indent=1)
     if path is not None:
-        _atomic_write(path, text + "\n")
+        atomic_write_text(path, text + "\n")
     return text
 
 
 def to_csv(df, path) -> Path:
     """Results as CSV, one row per test."""
-    return _atomic_write(path, df.to_csv(index=False))
+    return atomic_write_text(path, df.to_csv(index=False))
 
 
 def load_results(path):

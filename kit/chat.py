@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kit.engines.base import Sampling, Stream
 from kit.errors import KitError, PromptTooLong
+from kit.models.registry import installed
+from kit.util import atomic_write_text, remember_sha256, sha256_cached
 
 ROLES = ("system", "user", "assistant")
 RESERVE = 256  # tokens kept free for the answer when trimming
-_SHA_CACHE: dict = {}  # (path, size, mtime_ns) -> sha256
 
 
 def _now() -> str:
@@ -150,17 +150,10 @@ def model_provenance(model) -> dict:
     if facts is not None:
         info["quantization"] = facts.quantization
     try:
-        from kit.models.registry import installed
-        from kit.util import sha256_file
-
         known = installed().get(model.name, {})
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns)
         if known.get("sha256") and Path(known["path"]) == path:
-            _SHA_CACHE[key] = known["sha256"]  # verified when it was installed
-        if key not in _SHA_CACHE:
-            _SHA_CACHE[key] = sha256_file(path)
-        info["sha256"] = _SHA_CACHE[key]
+            remember_sha256(path, known["sha256"])  # verified when installed
+        info["sha256"] = sha256_cached(path)
     except OSError:
         pass  # the file moved since loading: say so with sha256 None
     return info
@@ -200,15 +193,6 @@ def to_markdown(data: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)  # never a half-written file under the real name
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def default_folder() -> Path:
     """Where transcripts go unless told otherwise: $KIT_HOME/transcripts."""
     from kit.settings import get_settings
@@ -230,8 +214,8 @@ def export(conv: Conversation, folder=None, model=None, stem: str | None = None
     data = transcript_data(conv, model)
     md, js = folder / f"{stem}.md", folder / f"{stem}.json"
     try:
-        _write_atomic(md, to_markdown(data))
-        _write_atomic(js, json.dumps(data, indent=2, ensure_ascii=False))
+        atomic_write_text(md, to_markdown(data))
+        atomic_write_text(js, json.dumps(data, indent=2, ensure_ascii=False))
     except OSError as exc:
         raise KitError(f"Cannot write the transcript to {folder} "
                        f"({exc.strerror}). Choose another folder.") from exc

@@ -6,6 +6,7 @@ import json
 import sys
 
 from kit.errors import KitError
+from kit.util import human_size, text_table
 
 HELP_CHAT = """Commands:
   /set temperature 0.2   change a sampling setting (temperature, top_p, top_k,
@@ -70,7 +71,6 @@ def cmd_setup(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from kit.modelfile import human_size
     from kit.models.registry import list_models
 
     rows = list_models()
@@ -80,15 +80,14 @@ def cmd_list(a) -> int:
     if not rows:
         print("No models yet. Run `kit setup` to install the starter model.")
         return 0
-    print(f"{'NAME':<24} {'SIZE':>8}  {'QUANT':<8} PATH")
-    for r in rows:
-        print(f"{r['name']:<24} {human_size(r['size']):>8}  {r['quantization']:<8} "
-              f"{r['path']}")
+    print(text_table([{"name": r["name"], "size": human_size(r["size"]),
+                       "quant": r["quantization"], "path": r["path"]} for r in rows],
+                     right=("size",)))
     return 0
 
 
 def cmd_info(a) -> int:
-    from kit.modelfile import human_size, read_facts
+    from kit.modelfile import read_facts
     from kit.models.registry import resolve
 
     facts = read_facts(resolve(a.model).path)

@@ -19,9 +19,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kit.errors import BadPromptSet, KitError
+from kit.util import atomic_write_text, sha256_cached
 
 DEFAULTS = dict(temperature=0.0, seed=42, max_tokens=128)
-_SHA: dict[tuple, str] = {}
 
 
 def parse_spec(spec: str, engine: str | None = None) -> tuple[str, str | None, str | None]:
@@ -85,16 +85,6 @@ def load_prompts(source: str | os.PathLike = "roles") -> dict:
     return {"name": name, "source": str(path), "prompts": prompts}
 
 
-def _sha256(path) -> str:
-    from kit.util import sha256_file
-
-    st = os.stat(path)
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA:
-        _SHA[key] = sha256_file(path)
-    return _SHA[key]
-
-
 def describe_model(model, label: str) -> dict:
     """Provenance of one loaded model: file, sha256, engine and its version."""
     info = {"label": label, "name": model.name, "engine": model.engine_name,
@@ -109,7 +99,7 @@ def describe_model(model, label: str) -> dict:
         return info
     facts = getattr(model, "facts", None)
     info.update(file=str(model.path), sha256=getattr(model, "sha256", None)
-                or _sha256(model.path),
+                or sha256_cached(model.path),
                 quantization=facts.quantization if facts else None,
                 file_size=facts.file_size if facts else None,
                 parameters=facts.parameters if facts else None,
@@ -172,11 +162,11 @@ class Comparison:
 
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
-        return _write(path, text) if path else text
+        return _write(path, text)
 
     def to_markdown(self, path=None) -> str:
         text = _markdown(self)
-        return _write(path, text) if path else text
+        return _write(path, text)
 
 
 def _cell(run: dict, width: int | None) -> str:
@@ -224,15 +214,6 @@ def _markdown(c: Comparison) -> str:
             out.append(f"| {_md(label)} | {_md(answer)} | {r['generated_tokens']} | "
                        f"{r['gen_tps']:.1f} | {r['ttft_s']:.2f} |")
     return "\n".join(out) + "\n"
-
-
-def _write(path, text: str) -> str:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)  # never a half-written report
-    return text
 
 
 def compare(models, prompts="roles", *, engine: str | None = None, n_ctx: int = 2048,
@@ -295,3 +276,9 @@ def _run_one(model, label, p, s, error) -> dict:
     for key in ("gen_tps", "prompt_tps", "ttft_s", "total_s"):
         run.setdefault(key, 0.0)
     return run
+
+
+def _write(path, text: str) -> str:
+    if path:
+        atomic_write_text(path, text)  # never a half-written report
+    return text

@@ -25,7 +25,11 @@ class ModelNotFound(KitError):
         self.name = name
 
 
-class RegistryDamaged(KitError):
+class SetupFailed(KitError):
+    """`kit setup` (the starter model, the model list) could not finish."""
+
+
+class RegistryDamaged(SetupFailed):
     """models.json cannot be read: say so, and how to get out."""
 
     def __init__(self, path, exc: Exception):
@@ -93,10 +97,6 @@ class EngineMissing(KitError):
             + (f" ({hint})" if hint else "")
             + ", or see Troubleshooting in the README."
         )
-
-
-class SetupFailed(KitError):
-    pass
 
 
 # ---- finding and downloading models (kit.hub, kit.models.pull.pull) ---------------

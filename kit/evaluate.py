@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kit.errors import BadParameter, EvalTextTooShort, KitError
+from kit.util import human_size, text_table
 
 DEFAULT_CTX = 512
 EVAL_TEXT = Path(__file__).parent / "data" / "eval_text.txt"
@@ -265,16 +266,11 @@ def generation_speed(model, n_tokens: int = 32, n_ctx: int = DEFAULT_CTX,
 
 def format_table(results) -> str:
     """A plain text table of evaluate()'s results."""
-    from kit.modelfile import human_size
-
-    head = (f"{'MODEL':<26} {'QUANT':<7} {'SIZE':>7} {'BPW':>5} {'PPL':>9} "
-            f"{'KL':>8} {'SAME TOP':>8}")
-    lines = [head]
-    for r in results:
-        kl = "ref" if r.is_reference else f"{r.kl_divergence:.4f}"
-        lines.append(f"{r.name:<26} {r.quantization:<7} {human_size(r.size):>7} "
-                     f"{r.bits_per_weight:>5.2f} {r.perplexity:>9.3f} {kl:>8} "
-                     f"{100 * r.top_token_agreement:>7.1f}%")
+    rows = [{"model": r.name, "quant": r.quantization, "size": human_size(r.size),
+             "bpw": f"{r.bits_per_weight:.2f}", "ppl": f"{r.perplexity:.3f}",
+             "kl": "ref" if r.is_reference else f"{r.kl_divergence:.4f}",
+             "same top": f"{100 * r.top_token_agreement:.1f}%"} for r in results]
+    lines = [text_table(rows, right=("size", "bpw", "ppl", "kl", "same top"))]
     r0 = results[0]
     lines.append(f"{r0.n_scored} tokens scored in {r0.n_windows} windows of "
                  f"{r0.n_ctx} tokens; KL and SAME TOP against {r0.reference}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from kit.settings import get_settings
+from kit.util import free_disk_bytes, hf_endpoint, hf_offline
 
 GIB = 1024**3
 FLAGS_OF_INTEREST = ("avx", "avx2", "avx512f", "fma", "f16c", "neon", "asimd")
@@ -99,12 +99,6 @@ def _llama_offload() -> tuple[bool | None, str | None]:
     return (bool(probe()) if probe else False), None
 
 
-def _disk_free(folder: Path) -> int | None:
-    """Free bytes where models go, measured at the nearest existing folder."""
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    return shutil.disk_usage(existing).free if existing else None
-
-
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -132,7 +126,7 @@ def machine_facts() -> dict:
         "cpu_model": model, "cpu_flags": flags,
         "cores_physical": cores, "cores_logical": os.cpu_count(),
         "ram_total": total, "ram_available": available,
-        "models_dir": str(models_dir), "disk_free": _disk_free(models_dir),
+        "models_dir": str(models_dir), "disk_free": free_disk_bytes(models_dir),
         "gpus": nvidia_gpus(),
         "metal": sys.platform == "darwin" and platform.machine() == "arm64",
         "gpu_offload": offload, "llama_cpp_error": llama_error,
@@ -194,10 +188,10 @@ def _probe(url: str, timeout: float, result: dict) -> None:
 
 def hub_reachable(timeout: float = 2.0) -> tuple[bool, str]:
     """(reachable?, why) for the Hub at HF_ENDPOINT; never waits much past timeout."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip()
-    if offline.upper() in ("1", "ON", "YES", "TRUE"):  # as huggingface_hub reads it
-        return False, f"offline mode (HF_HUB_OFFLINE={offline})"
-    url = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/") + "/"
+    if hf_offline():  # as huggingface_hub reads it
+        var = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else "TRANSFORMERS_OFFLINE"
+        return False, f"offline mode ({var}={os.environ[var].strip()})"
+    url = hf_endpoint() + "/"
     result: dict = {}
     # A DNS lookup ignores socket timeouts and can hang for a minute, so the
     # whole probe runs in a thread that we stop waiting for.

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kit.gguf_check import GGUFScan, TensorInfo, scan, validate
+from kit.util import human_count, human_size
 
 __all__ = ["ModelFacts", "QuantRow", "read_facts", "scan", "validate",
            "facts_from_scan", "human_size", "human_count", "GGUFScan",
@@ -18,29 +19,6 @@ __all__ = ["ModelFacts", "QuantRow", "read_facts", "scan", "validate",
 
 _CACHE: dict = {}  # (resolved path, size, mtime_ns) -> ModelFacts
 _CACHE_MAX = 32
-
-
-def _short(value: float) -> str:
-    # 3 significant figures at most: "1.2", "98", "135"
-    return f"{value:.1f}".removesuffix(".0") if value < 10 else f"{value:.0f}"
-
-
-def human_size(n_bytes: int) -> str:
-    """Bytes in decimal units, like download pages: 98362432 -> '98 MB'."""
-    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6),
-                        ("KB", 10**3)):
-        if n_bytes >= scale:
-            return f"{_short(n_bytes / scale)} {unit}"
-    return f"{n_bytes} bytes"
-
-
-def human_count(n: int) -> str:
-    """A count as model names say it: 134515008 -> '135M'; 1.2e9 -> '1.2B'."""
-    for unit, scale in (("T", 10**12), ("B", 10**9), ("M", 10**6),
-                        ("K", 10**3)):
-        if n >= scale:
-            return f"{_short(n / scale)}{unit}"
-    return str(n)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Small jobs every stage needs once: sizes, checksums, safe writes, ports.
+"""Small jobs every stage needs once: sizes, checksums, safe writes, ports,
+network addresses, Hugging Face settings, tables, child processes.
 
-A leaf: it imports nothing from the kit but errors, so any module may use it.
+A leaf: it imports nothing from the kit, so any module may use it.
 
->>> human_size(98_362_432)        # '98.4 MB'
+>>> human_size(98_362_432)        # '98 MB'
 >>> sha256_file("model.gguf")     # 'b179c952...'
 """
 from __future__ import annotations
@@ -11,19 +12,71 @@ import hashlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 CHUNK = 1 << 20
+_SHA256: dict = {}  # (path, size, mtime_ns) -> hex digest
+_SHA256_LOCK = threading.Lock()
 
 
-def sha256_file(path, chunk: int = CHUNK) -> str:
-    """The SHA-256 of a file, read in 1 MiB blocks (memory stays small)."""
-    h = hashlib.sha256()
+def feed_file(h, path, on_block=None):
+    """Feed a file to the hash object h in 1 MiB blocks; return h.
+
+    on_block(n) is called after each block (a progress bar's update).
+    """
     with open(path, "rb") as f:
-        while block := f.read(chunk):
+        while block := f.read(CHUNK):
             h.update(block)
-    return h.hexdigest()
+            if on_block:
+                on_block(len(block))
+    return h
+
+
+def sha256_file(path, on_block=None) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (memory stays small)."""
+    return feed_file(hashlib.sha256(), path, on_block).hexdigest()
+
+
+def sha256_cached(path) -> str:
+    """sha256_file, remembered while the file keeps its size and mtime."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _SHA256_LOCK:
+        if key in _SHA256:
+            return _SHA256[key]
+    digest = sha256_file(path)
+    with _SHA256_LOCK:
+        _SHA256[key] = digest
+    return digest
+
+
+def remember_sha256(path, digest: str) -> None:
+    """Tell sha256_cached a digest already verified (at install time)."""
+    st = os.stat(path)
+    with _SHA256_LOCK:
+        _SHA256[(str(path), st.st_size, st.st_mtime_ns)] = digest
+
+
+def copy_stream(read, dest, h=None, on_block=None, append: bool = False) -> int:
+    """Copy read(n) blocks into dest (fsynced), feeding h; bytes written."""
+    n = 0
+    with open(dest, "ab" if append else "wb") as out:
+        while block := read(CHUNK):
+            if h is not None:
+                h.update(block)
+            out.write(block)
+            if on_block:
+                on_block(len(block))
+            n += len(block)
+        out.flush()
+        os.fsync(out.fileno())
+    return n
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -66,24 +119,145 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def human_size(n: float) -> str:
-    """Bytes in decimal units, as file managers show them: '98.4 MB'."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if nothing listens on host:port now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def lan_addresses() -> list[str]:
+    """This computer's IPv4 addresses on its networks (not 127.x).
+
+    Read from the network interfaces (psutil), so it works without a route
+    to anywhere, as in a room with no internet.
+    """
+    import psutil
+
+    found = []
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if (a.family == socket.AF_INET and not a.address.startswith("127.")
+                    and a.address not in found):
+                found.append(a.address)
+    return found
+
+
+# ---- Hugging Face settings, read when called (as the client reads them) ----
+
+def hf_endpoint() -> str:
+    """The Hub address: $HF_ENDPOINT (a mirror) or huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def hf_offline() -> bool:
+    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is on, as the client reads it."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    return (value or "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hf_cache_dir() -> Path:
+    """The shared Hugging Face cache: $HF_HUB_CACHE, else $HF_HOME/hub."""
+    env = os.environ
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"]).expanduser()
+    home = env.get("HF_HOME") or Path(env.get("XDG_CACHE_HOME") or
+                                      Path.home() / ".cache") / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+# ---- child processes that serve something ----------------------------------
+
+def url_answers(url: str, timeout: float = 2.0) -> bool:
+    """True if an HTTP server answers at url (any status counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered: the server is up
+    except (OSError, ValueError):
+        return False
+
+
+def wait_until_ready(proc, ready, timeout: float, interval: float = 0.2) -> str:
+    """Wait until ready() (or a URL string) answers: 'ready', 'exited' or 'timeout'.
+
+    'exited': the child stopped first (its code is proc.returncode);
+    'timeout': it is stopped here, so nothing is left running.
+    """
+    check = (lambda: url_answers(ready)) if isinstance(ready, str) else ready
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            return "exited"
+        if check():
+            return "ready"
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            return "timeout"
+        time.sleep(interval)
+
+
+def start_and_wait(cmd, ready, timeout: float, **popen):
+    """Start cmd as a child process; (process, wait_until_ready's answer)."""
+    proc = subprocess.Popen(cmd, **popen)
+    return proc, wait_until_ready(proc, ready, timeout)
+
+
+def stop_process(proc, timeout: float = 10.0) -> None:
+    """Stop a child politely (SIGTERM), then firmly; safe to call twice."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _short(value: float) -> str:
+    # 3 significant figures at most: "1.2", "98", "135"
+    return f"{value:.1f}".removesuffix(".0") if value < 10 else f"{value:.0f}"
+
+
+def human_size(n_bytes: int) -> str:
+    """Bytes in decimal units, like download pages: 98362432 -> '98 MB'."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6),
+                        ("KB", 10**3)):
+        if n_bytes >= scale:
+            return f"{_short(n_bytes / scale)} {unit}"
+    return f"{n_bytes} bytes"
+
+
+def human_count(n: int) -> str:
+    """A count as model names say it: 134515008 -> '135M'; 1.2e9 -> '1.2B'."""
+    for unit, scale in (("T", 10**12), ("B", 10**9), ("M", 10**6),
+                        ("K", 10**3)):
+        if n >= scale:
+            return f"{_short(n / scale)}{unit}"
+    return str(n)
 
 
 def text_table(rows: list[dict], columns: list[str] | None = None,
-               right: tuple[str, ...] = ()) -> str:
-    """Rows of dicts as an aligned plain-text table with a header line."""
+               right=(), headers: dict | None = None, indent: str = "") -> str:
+    """Rows of dicts as an aligned plain-text table under an upper-case header.
+
+    right: the columns aligned right (numbers); headers: other header texts.
+
+    >>> print(text_table([{"name": "a", "size": "1 MB"}], right=("size",)))
+    NAME  SIZE
+    a     1 MB
+    """
     columns = columns or (list(rows[0]) if rows else [])
-    cells = [[str(c) for c in columns]] + [[str(r.get(c, "")) for c in columns] for r in rows]
+    head = [(headers or {}).get(c, str(c).upper()) for c in columns]
+    cells = [head] + [[str(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = []
     for row in cells:
         parts = [cell.rjust(w) if col in right else cell.ljust(w)
                  for cell, w, col in zip(row, widths, columns)]
-        lines.append("  ".join(parts).rstrip())
+        lines.append((indent + "  ".join(parts)).rstrip())
     return "\n".join(lines)

@@ -230,7 +230,7 @@ def test_cpu_flags_from_proc_agree_with_py_cpuinfo(monkeypatch):
     assert flags == [f for f in machine.FLAGS_OF_INTEREST if f in reference["flags"]]
     assert model == reference["brand_raw"]
     # Where there is no /proc (macOS, Windows) py-cpuinfo gives the same answer.
-    monkeypatch.setattr(hardware, "PROC_CPUINFO", Path("/no/such/cpuinfo"))
+    monkeypatch.setattr(machine, "PROC_CPUINFO", Path("/no/such/cpuinfo"))
     assert machine._cpu_model_and_flags() == (model, flags)
     # And with neither, the model name still comes from somewhere.
     monkeypatch.setitem(sys.modules, "cpuinfo", None)  # makes `import cpuinfo` fail
@@ -301,7 +301,7 @@ def test_proxy_password_never_reaches_the_report(monkeypatch):
 
 def test_offline_mode_does_not_touch_the_network(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hardware, "_probe", None)  # any attempt to probe would fail
+    monkeypatch.setattr(machine, "_probe", None)  # any attempt to probe would fail
     start = time.monotonic()
     assert hub_reachable(timeout=5) == (False, "offline mode (HF_HUB_OFFLINE=1)")
     assert time.monotonic() - start < 0.5

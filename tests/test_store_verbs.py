@@ -10,6 +10,7 @@ import pytest
 from kit.models import mirror as hubmirror
 from kit.models import pull
 from kit.models import registry as store
+from kit.models.starter import starter_status
 from kit.errors import (BadModelFile, BadParameter, HubNotFound, ModelNotFound,
                         NotPulledYet, UnknownModelName)
 from kit.models.starter import STARTER
@@ -148,10 +149,10 @@ def test_the_starter_can_be_removed_and_set_up_again(env, starter_path, monkeypa
     path = store.resolve("smollm2:135m").path
     out = kit("rm", "smollm2:135m", "--yes")
     assert out.returncode == 0 and "kit setup" in out.stdout
-    assert not path.exists() and not store.starter_status()[0]
+    assert not path.exists() and not starter_status()[0]
     out = kit("setup")
     assert out.returncode == 0, out.stderr
-    assert store.starter_status()[0] and store.resolve(None).path == path
+    assert starter_status()[0] and store.resolve(None).path == path
 
 
 def test_rm_unknown_name(env):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from kit.util import text_table
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -25,16 +27,17 @@ def register(subparsers) -> None:
 
 def format_table(df) -> str:
     """A plain-text table: one line per test."""
-    lines = [f"{'MODEL':<22} {'QUANT':<7} {'THR':>3} {'GPU':>4} {'TEST':<7} "
-             f"{'TOK/S':>16} {'OF CEILING':>10}"]
+    rows = []
     for r in df.to_dict("records"):
-        gpu = "all" if r["gpu_layers"] == -1 else str(r["gpu_layers"])
-        speed = f"{r['tps_mean']:.1f} ± {r['tps_std']:.1f}"
         frac = r["bw_fraction"]
-        frac = f"{frac:.0%}" if frac == frac else "-"  # NaN: no ceiling
-        lines.append(f"{r['model'][:22]:<22} {r['quantization']:<7} {r['threads']:>3} "
-                     f"{gpu:>4} {r['test']:<7} {speed:>16} {frac:>10}")
-    return "\n".join(lines)
+        rows.append({"model": r["model"][:22], "quant": r["quantization"],
+                     "thr": r["threads"],
+                     "gpu": "all" if r["gpu_layers"] == -1 else r["gpu_layers"],
+                     "test": r["test"],
+                     "tok/s": f"{r['tps_mean']:.1f} ± {r['tps_std']:.1f}",
+                     # NaN: no ceiling
+                     "of ceiling": f"{frac:.0%}" if frac == frac else "-"})
+    return text_table(rows, right=("thr", "gpu", "tok/s", "of ceiling"))
 
 
 def cmd_bench(a) -> int:

@@ -6,20 +6,18 @@
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from kit.errors import EngineMissing, KitError
+from kit.util import port_free, start_and_wait, stop_process
 
 DASHBOARDS = {"chat": "chat with a model, streaming, with Stop and export",
               "arena": "one prompt, models side by side, blind vote",
               "benchmarks": "speed and quality plots",
-              "fit": "will a catalog model fit this computer, and why"}
+              "fit": "will a catalog model fit this computer, and why",
+              "documents": "index a folder, ask, see the answer with its sources"}
 DEFAULT_PORT = 8866  # Voila's own default
 
 
@@ -35,16 +33,8 @@ def dashboard_path(name: str) -> Path:
     return path
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(start: int = DEFAULT_PORT, tries: int = 50) -> int:
+    """The first free port from start on (Voila's 8866 if it is free)."""
     for port in range(start, start + tries):
         if port_free(port):
             return port
@@ -70,27 +60,18 @@ def start(name: str, port: int | None = None, timeout: float = 60, log=None):
         raise KitError(f"Port {port} is in use: choose another with --port, or "
                        "leave --port out to pick a free one.")
     url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen(voila_command(path, port), stdout=log,
-                            stderr=subprocess.STDOUT if log else None,
-                            cwd=path.parent)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise KitError(f"Voila stopped at once (exit code {proc.returncode}); "
-                           "its messages are above. Check that `python -m voila "
-                           "--version` works.")
-        try:
-            # The root page renders the notebook; the static path answers at once.
-            with urllib.request.urlopen(url + "voila/static/", timeout=2):
-                pass
-            return proc, url
-        except urllib.error.HTTPError:
-            return proc, url  # it answered: the server is up
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise KitError(f"Voila did not answer on {url} within {timeout:.0f} s. Try "
-                   "again; if it repeats, run `python -m voila` to see why.")
+    # The root page renders the notebook; the static path answers at once.
+    proc, state = start_and_wait(voila_command(path, port), url + "voila/static/",
+                                 timeout, stdout=log, cwd=path.parent,
+                                 stderr=subprocess.STDOUT if log else None)
+    if state == "exited":
+        raise KitError(f"Voila stopped at once (exit code {proc.returncode}); "
+                       "its messages are above. Check that `python -m voila "
+                       "--version` works.")
+    if state == "timeout":
+        raise KitError(f"Voila did not answer on {url} within {timeout:.0f} s. Try "
+                       "again; if it repeats, run `python -m voila` to see why.")
+    return proc, url
 
 
 def cmd_dashboard(a) -> int:
@@ -100,8 +81,7 @@ def cmd_dashboard(a) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
         return 0
 
 

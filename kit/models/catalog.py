@@ -14,6 +14,9 @@ import json
 import re
 from functools import lru_cache
 
+from kit.fit import estimate_numbers
+from kit.util import human_count, human_size, text_table
+
 # About how many bits each stored number takes, per quantization type (file
 # size x 8 / parameters for a typical 7B model; small models come out higher
 # because their large word table is often kept at 6 or 8 bits).
@@ -96,8 +99,6 @@ def by_file(repo_id: str, filename: str) -> dict | None:
 
 def estimate(entry: dict, n_ctx: int = 2048, ram_available: int | None = None):
     """Memory the entry needs (kit.fit.FitEstimate), before downloading it."""
-    from kit.fit import estimate_numbers
-
     return estimate_numbers(entry["size"], entry["n_layers"], entry["n_kv_heads"],
                             entry["head_dim"], n_ctx, ram_available=ram_available)
 
@@ -114,8 +115,6 @@ def typical_shape(parameters: float) -> tuple[int, int, int]:
 
 def table(n_ctx: int = 2048, ram_available: int | None = None) -> list[dict]:
     """One row per entry: name, size, parameters, licence, memory, fits."""
-    from kit.modelfile import human_count, human_size
-
     rows = []
     for e in _load()["models"]:
         est = estimate(e, n_ctx, ram_available)
@@ -134,8 +133,4 @@ def format_table(rows: list[dict]) -> str:
     """Rows from table() as aligned text columns."""
     if not rows:
         return "(no models)"
-    keys = list(rows[0])
-    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
-    lines = ["  ".join(k.upper().ljust(widths[k]) for k in keys)]
-    lines += ["  ".join(str(r[k]).ljust(widths[k]) for k in keys) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    return text_table(rows)

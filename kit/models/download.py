@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from kit.models import hub
 from kit.errors import ChecksumMismatch, DownloadFailed, HubOffline, NotEnoughDisk
+from kit.util import feed_file, free_disk_bytes, human_size, sha256_file
 
 @dataclass(frozen=True)
 class Download:
@@ -155,7 +156,6 @@ def _fetch(meta, blob: Path, repo_id, filename, expected, token, tqdm_class,
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
-    from kit.modelfile import human_size
 
     what = f"{filename} from {repo_id}"
     blob.parent.mkdir(parents=True, exist_ok=True)
@@ -167,14 +167,10 @@ def _fetch(meta, blob: Path, repo_id, filename, expected, token, tqdm_class,
         if have > meta.size:  # not ours to continue: start again
             partial.unlink()
             have = 0
-        free = hub.free_disk_bytes(blob.parent)
+        free = free_disk_bytes(blob.parent)
         if free < meta.size - have:
             raise NotEnoughDisk(what, meta.size - have, free, blob.parent)
-        h = hashlib.sha256()
-        if have:
-            with open(partial, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
+        h = feed_file(hashlib.sha256(), partial) if have else hashlib.sha256()
         say(f"Downloading {what} ({human_size(meta.size)})"
             + (f", continuing from {human_size(have)}" if have else ""))
         headers = build_hf_headers(token=token)
@@ -196,8 +192,6 @@ def _fetch(meta, blob: Path, repo_id, filename, expected, token, tqdm_class,
         digest = out.digest()
         if expected:
             if digest is None:
-                from kit.util import sha256_file
-
                 digest = sha256_file(partial)
             if digest != expected:
                 partial.unlink(missing_ok=True)

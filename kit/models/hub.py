@@ -10,47 +10,18 @@ cache other tools use too), HF_HUB_OFFLINE and HF_TOKEN (never shown).
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kit.models.catalog import QUANT_BITS, by_file, parse_quant, shard_of, typical_shape
-from kit.errors import (DownloadFailed, HubAccessDenied, HubNotFound, HubOffline,
-                        KitError)
+from kit.errors import (BadParameter, DownloadFailed, HubAccessDenied, HubNotFound,
+                        HubOffline, KitError)
+from kit.fit import available_memory, estimate_numbers
+from kit.util import hf_cache_dir, hf_endpoint, hf_offline, human_size, text_table
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def endpoint() -> str:
-    """The Hub address: $HF_ENDPOINT (a mirror) or huggingface.co."""
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def offline() -> bool:
-    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, as the client reads it."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
-    return (value or "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-def cache_dir() -> Path:
-    """The shared Hugging Face cache: $HF_HUB_CACHE, else $HF_HOME/hub."""
-    env = os.environ
-    if env.get("HF_HUB_CACHE"):
-        return Path(env["HF_HUB_CACHE"]).expanduser()
-    home = env.get("HF_HOME") or Path(env.get("XDG_CACHE_HOME") or
-                                      Path.home() / ".cache") / "huggingface"
-    return Path(home).expanduser() / "hub"
-
-
-def free_disk_bytes(path) -> int:
-    """Free bytes on the drive holding path (or its nearest existing parent)."""
-    p = Path(path).absolute()
-    while not p.exists():
-        p = p.parent
-    return shutil.disk_usage(p).free
+# read when called, as the client reads them (kit.util is their one home)
+endpoint, offline, cache_dir = hf_endpoint, hf_offline, hf_cache_dir
 
 
 def _client():
@@ -136,8 +107,6 @@ def _license(tags, card=None) -> str | None:
 def search(text: str, sort: str = "downloads", limit: int = 10) -> list[SearchHit]:
     """GGUF repositories whose name contains text, most downloaded (or liked) first."""
     if sort not in ("downloads", "likes"):
-        from kit.errors import BadParameter
-
         raise BadParameter("sort", sort, "'downloads' or 'likes'")
     hf = _client()
     if offline():
@@ -159,8 +128,6 @@ def fit_verdict(size: int, shape: tuple | None = None, n_ctx: int = 2048,
     Without the model's shape (layers, KV heads, head size) the KV cache is
     estimated from the catalog model of the nearest size.
     """
-    from kit.fit import available_memory, estimate_numbers
-
     approximate = shape is None
     if shape is None:
         params = size * 8 / QUANT_BITS.get(quant or "", 4.9)
@@ -192,18 +159,14 @@ class RepoReport:
 
     def table(self) -> str:
         """The GGUF files as text: name, size, quantization, memory, fits."""
-        from kit.modelfile import human_size
-
         head = (f"{self.repo_id}  licence {self.license or 'unknown'}  "
                 f"{'gated: accept the licence on its page first' if self.gated else 'not gated'}")
-        lines = [head]
-        for f in self.files:
-            fit = "?" if f.fits is None else ("fits" if f.fits else "too big")
-            approx = "~" if f.approximate else ""
-            lines.append(f"  {f.name:<48} {human_size(f.size):>8}  "
-                         f"{f.quantization or '?':<8} needs {approx}"
-                         f"{human_size(f.needs or 0):>7}  {fit}")
-        return "\n".join(lines)
+        rows = [{"file": f.name, "size": human_size(f.size),
+                 "quant": f.quantization or "?",
+                 "needs": ("~" if f.approximate else "") + human_size(f.needs or 0),
+                 "fits": "?" if f.fits is None else ("fits" if f.fits else "too big")}
+                for f in self.files]
+        return head + "\n" + text_table(rows, right=("size", "needs"), indent="  ")
 
 
 def files(repo_id: str, revision: str = "main") -> list[HubFile]:

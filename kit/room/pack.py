@@ -16,7 +16,8 @@ from pathlib import Path
 
 from kit.errors import PackError
 from kit.room.common import (FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, WHEELS_GUESS,
-                             _bar, _free_bytes, _hash, _slug, _stream)
+                             copy_with_bar, hash_with_bar, slug)
+from kit.util import free_disk_bytes
 
 
 # ---- build ------------------------------------------------------------------
@@ -40,11 +41,11 @@ def _add_model(ref, entry: dict, root: Path, used: set, quiet: bool) -> dict:
     validate(ref.path)  # never pack a damaged file
     fname = ref.path.name
     if fname in used:
-        fname = f"{_slug(ref.name)}-{fname}"
+        fname = f"{slug(ref.name)}-{fname}"
     used.add(fname)
     rel, size, h = f"models/{fname}", ref.path.stat().st_size, hashlib.sha256()
-    with open(ref.path, "rb") as f, _bar(size, f"Copying {ref.name}", quiet) as bar:
-        _stream(f.read, root / rel, h, bar)
+    with open(ref.path, "rb") as f:
+        copy_with_bar(f.read, root / rel, h, size, f"Copying {ref.name}", quiet)
     digest = h.hexdigest()
     if ref.sha256 and digest != ref.sha256:
         raise PackError(
@@ -112,7 +113,7 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
     _check_destination(dest, force)
     needed = sum(r.path.stat().st_size for r in refs)
     needed += WHEELS_GUESS if wheels else 0
-    if _free_bytes(dest.parent) < needed:
+    if free_disk_bytes(dest.parent) < needed:
         raise PackError(f"Not enough disk space in {dest.parent}: the pack needs "
                         f"about {needed / 1e9:.1f} GB. Choose another drive.")
     partial = dest.with_name(dest.name + ".partial")
@@ -134,7 +135,7 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
                                     llama_wheel=llama_wheel, say=say)
             files = sorted((partial / "wheels").iterdir())
             info["files"] = [{"file": f"wheels/{p.name}", "size": p.stat().st_size,
-                              "sha256": _hash(p, p.name, True)} for p in files]
+                              "sha256": hash_with_bar(p, p.name, True)} for p in files]
             manifest["wheels"] = info
             (partial / "requirements.txt").write_text(
                 "".join(r + "\n" for r in info["install"]))
