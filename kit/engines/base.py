@@ -8,8 +8,10 @@ text pieces as they are generated; afterwards `stream.stats` holds the figures.
 """
 from __future__ import annotations
 
+import codecs
 import math
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Iterator
@@ -178,6 +180,74 @@ class StopScanner:
     def flush(self) -> str:
         out, self.pending = self.pending, ""
         return out
+
+
+class Clock:
+    """Times one generation: start, each token, then the figures at the end."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.first = self.last = None
+
+    def tick(self) -> None:
+        """A token arrived (the first one marks the time to first token)."""
+        self.last = time.perf_counter()
+        if self.first is None:
+            self.first = self.last
+
+    def finish(self, st: Stats, reason: str, evaluated: int, n_ctx: int = 0) -> None:
+        """Fill in the end-of-generation figures of `st`.
+
+        evaluated: the prompt tokens actually read this call (not the cached
+        ones), so prompt tok/s counts real work.
+        """
+        end = time.perf_counter()
+        st.stop_reason, st.total_s = reason, end - self.t0
+        st.ttft_s = (self.first or end) - self.t0
+        st.prompt_tps = evaluated / st.ttft_s if st.ttft_s > 0 else 0.0
+        if st.generated_tokens > 1 and self.first and self.last > self.first:
+            st.gen_tps = (st.generated_tokens - 1) / (self.last - self.first)
+        if reason == "context":
+            st.notices.append(f"Stopped: the context window ({n_ctx} tokens) "
+                              "is full. Load with a larger n_ctx for longer answers.")
+
+
+def token_loop(tokens, s: Sampling, stream: Stream, clock: Clock, *, piece, is_end,
+               n_prompt: int, n_ctx: int):
+    """Text pieces from generated token ids, with every way to stop.
+
+    tokens: an iterator of ids (the engine's sampler); piece(id): its bytes;
+    is_end(id): an end-of-generation token. Returns (as a generator's value)
+    the stop reason: eos, stop, cancelled, length or context.
+    """
+    st = stream.stats
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    scanner = StopScanner(s.stop)
+    reason = "length"
+    for token in tokens:
+        clock.tick()
+        if is_end(token):
+            reason = "eos"
+            break
+        st.generated_tokens += 1
+        out = scanner.feed(decoder.decode(piece(token)))
+        if out:
+            yield out
+        if scanner.hit:
+            reason = "stop"
+            break
+        if stream.cancelled:
+            reason = "cancelled"
+            break
+        if st.generated_tokens >= s.max_tokens:
+            break
+        if n_prompt + st.generated_tokens >= n_ctx:
+            reason = "context"
+            break
+    tail = scanner.flush() + decoder.decode(b"", final=True) if not scanner.hit else ""
+    if tail:
+        yield tail
+    return reason
 
 
 class Engine(ABC):

@@ -13,12 +13,11 @@ min_p is not known to ctransformers: it is ignored, and the figures say so.
 """
 from __future__ import annotations
 
-import codecs
 import subprocess
 import sys
 import time
 
-from kit.engines.base import Engine, Sampling, StopScanner, Stream
+from kit.engines.base import Clock, Engine, Sampling, Stream, token_loop
 from kit.errors import EngineCannotRun, EngineMissing, KitError, PromptTooLong
 
 ARCHITECTURES = ("llama", "falcon")  # what its GGUF loader can build
@@ -210,50 +209,23 @@ class CTransformersEngine(Engine):
         opts = dict(top_k=1 if s.temperature == 0 else s.top_k, top_p=s.top_p,
                     temperature=s.temperature or 1.0, repetition_penalty=s.repeat_penalty,
                     last_n_tokens=64, seed=seed)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        scanner = StopScanner(s.stop)
-        t0 = time.perf_counter()
+        clock = Clock()
         todo = llm.prepare_inputs_for_generation(tokens, reset=True)
         st.prompt_cached = n_prompt - len(todo)
         llm.eval(todo, threads=self.n_threads)
-        t_first = t_last = None
-        reason = "length"
-        while True:
-            token = llm.sample(**opts)
-            t_last = time.perf_counter()
-            if t_first is None:
-                t_first = t_last
-            if token == self.eos or token in self.control or llm.is_eos_token(token):
-                reason = "eos"
-                break
-            st.generated_tokens += 1
-            piece = scanner.feed(decoder.decode(self._piece(token)))
-            if piece:
-                yield piece
-            if scanner.hit:
-                reason = "stop"
-                break
-            if stream.cancelled:
-                reason = "cancelled"
-                break
-            if st.generated_tokens >= s.max_tokens:
-                break
-            if n_prompt + st.generated_tokens >= self.n_ctx:
-                reason = "context"
-                break
-            llm.eval([token], threads=self.n_threads)
-        tail = scanner.flush() + decoder.decode(b"", final=True) if not scanner.hit else ""
-        if tail:
-            yield tail
-        end = time.perf_counter()
-        st.stop_reason, st.total_s = reason, end - t0
-        st.ttft_s = (t_first or end) - t0
-        st.prompt_tps = len(todo) / st.ttft_s if st.ttft_s > 0 else 0.0
-        if st.generated_tokens > 1 and t_last > t_first:
-            st.gen_tps = (st.generated_tokens - 1) / (t_last - t_first)
-        if reason == "context":
-            st.notices.append(f"Stopped: the context window ({self.n_ctx} tokens) "
-                              "is full. Load with a larger n_ctx for longer answers.")
+
+        def sampled():  # sample, then (if asked for more) read the token in
+            while True:
+                token = llm.sample(**opts)
+                yield token
+                llm.eval([token], threads=self.n_threads)
+
+        def is_end(token):
+            return token == self.eos or token in self.control or llm.is_eos_token(token)
+
+        reason = yield from token_loop(sampled(), s, stream, clock, piece=self._piece,
+                                       is_end=is_end, n_prompt=n_prompt, n_ctx=self.n_ctx)
+        clock.finish(st, reason, len(todo), self.n_ctx)
 
     def describe(self) -> str:
         where = f"GPU ({self.n_gpu_layers} layers)" if self.on_gpu else "CPU"

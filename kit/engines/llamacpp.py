@@ -5,10 +5,9 @@
 """
 from __future__ import annotations
 
-import codecs
 import time
 
-from kit.engines.base import Engine, Sampling, StopScanner, Stream
+from kit.engines.base import Clock, Engine, Sampling, Stream, token_loop
 from kit.errors import EngineMissing, KitError, PromptTooLong
 
 # Used when a model file has no chat template of its own; we say so.
@@ -129,7 +128,6 @@ class LlamaCppEngine(Engine):
 
     def _run(self, tokens: list[int], s: Sampling, stream: Stream, grammar=None):
         llm, st = self.llm, stream.stats
-        is_eog, vocab = import_llama_cpp().llama_vocab_is_eog, llm._model.vocab
         n_prompt = len(tokens)
         if n_prompt >= self.n_ctx:
             raise PromptTooLong(n_prompt, self.n_ctx)
@@ -145,11 +143,7 @@ class LlamaCppEngine(Engine):
             0, _common_prefix(llm._input_ids[: llm.n_tokens], tokens) - 1)
         # An unset seed means a fresh random one each call, never the last one used.
         llm.set_seed(seed if seed is not None else self._random_seed)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        scanner = StopScanner(s.stop)
-        t0 = time.perf_counter()
-        t_first = t_last = None
-        reason = "length"
+        clock = Clock()
         if grammar is None:
             gen = llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
                                temp=s.temperature, repeat_penalty=s.repeat_penalty)
@@ -157,45 +151,14 @@ class LlamaCppEngine(Engine):
             from kit.structured import constrained_tokens
 
             gen = constrained_tokens(llm, tokens, s, grammar)
+        vocab, is_eog = llm._model.vocab, import_llama_cpp().llama_vocab_is_eog
         try:
-            for token in gen:
-                t_last = time.perf_counter()
-                if t_first is None:
-                    t_first = t_last
-                if is_eog(vocab, token):
-                    reason = "eos"
-                    break
-                st.generated_tokens += 1
-                piece = scanner.feed(decoder.decode(llm.detokenize([token])))
-                if piece:
-                    yield piece
-                if scanner.hit:
-                    reason = "stop"
-                    break
-                if stream.cancelled:
-                    reason = "cancelled"
-                    break
-                if st.generated_tokens >= s.max_tokens:
-                    break
-                if n_prompt + st.generated_tokens >= self.n_ctx:
-                    reason = "context"
-                    break
+            reason = yield from token_loop(
+                gen, s, stream, clock, piece=lambda t: llm.detokenize([t]),
+                is_end=lambda t: is_eog(vocab, t), n_prompt=n_prompt, n_ctx=self.n_ctx)
         finally:
             gen.close()
-        tail = scanner.flush() + decoder.decode(b"", final=True) if not scanner.hit else ""
-        if tail:
-            yield tail
-        end = time.perf_counter()
-        st.stop_reason = reason
-        st.total_s = end - t0
-        st.ttft_s = (t_first or end) - t0
-        evaluated = n_prompt - st.prompt_cached
-        st.prompt_tps = evaluated / st.ttft_s if st.ttft_s > 0 else 0.0
-        if st.generated_tokens > 1 and t_last and t_last > t_first:
-            st.gen_tps = (st.generated_tokens - 1) / (t_last - t_first)
-        if reason == "context":
-            st.notices.append(f"Stopped: the context window ({self.n_ctx} tokens) "
-                              "is full. Load with a larger n_ctx for longer answers.")
+        clock.finish(st, reason, n_prompt - st.prompt_cached, self.n_ctx)
 
     def _need_chat(self) -> None:
         if self.embedding:

@@ -19,7 +19,7 @@ import json
 import os
 import time
 
-from kit.engines.base import Engine, Sampling, StopScanner, Stream
+from kit.engines.base import Clock, Engine, Sampling, StopScanner, Stream
 from kit.errors import KitError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -200,8 +200,7 @@ class RemoteEngine(Engine):
 
         st = stream.stats
         scanner = StopScanner(s.stop)  # servers differ on stop strings: check too
-        t0 = time.perf_counter()
-        t_first = t_last = None
+        clock = Clock()
         chunks, usage, reason = 0, None, "length"
         try:
             with self._client.stream("POST", path, json=self._body(extra, s)) as answer:
@@ -216,8 +215,7 @@ class RemoteEngine(Engine):
                         if piece is None:
                             piece = (choice.get("delta") or {}).get("content")
                         if piece:
-                            t_last = time.perf_counter()
-                            t_first = t_first or t_last
+                            clock.tick()
                             chunks += 1
                             out = scanner.feed(piece)
                             if out:
@@ -236,7 +234,6 @@ class RemoteEngine(Engine):
         tail = scanner.flush() if not scanner.hit else ""
         if tail:
             yield tail
-        end = time.perf_counter()
         if usage and isinstance(usage.get("completion_tokens"), int):
             st.generated_tokens = usage["completion_tokens"]
             st.prompt_tokens = usage.get("prompt_tokens") or 0
@@ -244,11 +241,7 @@ class RemoteEngine(Engine):
             st.generated_tokens = chunks
             st.notices.append("The server sent no token counts; each streamed "
                               "piece was counted as one token.")
-        st.stop_reason, st.total_s = reason, end - t0
-        st.ttft_s = (t_first or end) - t0
-        st.prompt_tps = st.prompt_tokens / st.ttft_s if st.ttft_s > 0 else 0.0
-        if st.generated_tokens > 1 and t_first and t_last > t_first:
-            st.gen_tps = (st.generated_tokens - 1) / (t_last - t_first)
+        clock.finish(st, reason, st.prompt_tokens)
 
 
 def _events(lines, bad):
