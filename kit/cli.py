@@ -67,6 +67,11 @@ def cmd_setup(a) -> int:
     from kit.models.starter import install_starter
 
     install_starter(force=a.force)
+    if a.with_models:  # extra models, e.g. qwen2.5-coder:1.5b, all-minilm:l6-v2
+        from kit.models.pull import pull
+
+        for name in a.with_models:
+            pull(name)
     return 0
 
 
@@ -214,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_doctor)
     s = sub.add_parser("setup", help="install and verify the starter model")
     s.add_argument("--force", action="store_true", help="fetch it again")
+    s.add_argument("--with", dest="with_models", action="append", metavar="MODEL",
+                   help="also install this model (repeatable): qwen2.5-coder:1.5b, "
+                   "all-minilm:l6-v2, or any `kit pull` name")
     s.set_defaults(func=cmd_setup)
     ls = sub.add_parser("list", help="installed models")
     ls.add_argument("--json", action="store_true")

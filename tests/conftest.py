@@ -9,6 +9,18 @@ def starter_path():
     return resolve("smollm2:135m").path
 
 
+@pytest.fixture(scope="session")
+def qwen_model_path():
+    """qwen2.5-coder:1.5b (1.1 GB), joined once per machine by the root conftest."""
+    return resolve("qwen2.5-coder:1.5b").path
+
+
+@pytest.fixture(scope="session")
+def embedding_model_path():
+    """all-minilm:l6-v2 converted to GGUF, once per machine by the root conftest."""
+    return resolve("all-minilm:l6-v2").path
+
+
 @pytest.fixture
 def kit_home(tmp_path, monkeypatch):
     """An empty KIT_HOME for tests that change the store."""

@@ -31,7 +31,7 @@ _QUANT_RE = re.compile(
     r"(?:^|[-_.])((?:UD-)?I?Q[1-8](?:_[0-9A-Z]{1,2}){0,3}|BF16|F16|FP16|F32)"
     r"(?=[-_.]|$)", re.IGNORECASE)
 _SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
-CATALOG_NAME = re.compile(r"^[a-z][a-z0-9.]*:[0-9.]+[mb](-[a-z0-9_]+)?$")
+CATALOG_NAME = re.compile(r"^[a-z][a-z0-9.-]*:[0-9.]+[mb](-[a-z0-9_]+)?$")
 
 
 def parse_quant(filename: str) -> str | None:

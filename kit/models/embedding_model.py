@@ -234,6 +234,6 @@ def _register(target: Path, owned: bool = True) -> ModelRef:
 
     return register(EMBED_NAME, target, sha256_file(target), kind="embedding",
                     license=EMBEDDING["license"], source="pypi",
-                    license_file="kit/data/licenses/all-minilm-l6-v2.txt",
+                    license_file="licenses/all-minilm-l6-v2.txt",
                     converted_from=f"{EMBEDDING['wheel']}=={EMBEDDING['version']}",
                     owned=owned)

