@@ -8,10 +8,11 @@ the model) only when it is created.
 """
 from __future__ import annotations
 
-__all__ = ["ChatWidget", "ArenaWidget", "FitWidget", "BenchPanel", "markdown_html"]
+__all__ = ["ChatWidget", "ArenaWidget", "FitWidget", "BenchPanel", "DocumentsWidget",
+           "markdown_html"]
 
 _WHERE = {"ChatWidget": "chat", "markdown_html": "chat", "ArenaWidget": "arena",
-          "FitWidget": "fit", "BenchPanel": "bench"}
+          "FitWidget": "fit", "BenchPanel": "bench", "DocumentsWidget": "documents"}
 
 
 def __getattr__(name):
