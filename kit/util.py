@@ -119,6 +119,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def listen_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A socket listening on host:port (IPv4 or IPv6; port 0: any free port).
+
+    Raises OSError (socket.gaierror for an unknown host name) for the
+    caller to explain.
+    """
+    family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """True if nothing listens on host:port now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -67,8 +67,8 @@ def hf_env(tmp_path, monkeypatch, server):
     return tmp_path
 
 
-def _start(root, handler, **kw):
-    return hubmirror.serve(root, handler=handler, **kw)
+def _start(root, cls, **kw):
+    return hubmirror.serve(root, cls=cls, **kw)
 
 
 def _blobs(tmp_path):
@@ -145,18 +145,20 @@ def test_download_verifies_into_the_shared_cache(hf_env, server):
     assert [e["method"] for e in server.log].count("GET") == 1
 
 
-class CutOnce(hubmirror.MirrorHandler):
+class CutOnce(hubmirror.Mirror):
     """Drops the connection 30 MB into the first full transfer."""
 
-    def send_body(self, path, offset, count):
-        if self.headers.get("Range") is None and not self.server.cut_done:
-            self.server.cut_done = True
-            with open(path, "rb") as f:
-                sent = self.connection.sendfile(f, offset, 30_000_000)
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return sent
-        return super().send_body(path, offset, count)
+    cut_done = False
+
+    def body(self, request, path, offset, count):
+        if request.headers.get("range") is None and not self.cut_done:
+            self.cut_done = True
+            return self._cut(path, offset)
+        return super().body(request, path, offset, count)
+
+    def _cut(self, path, offset):
+        yield from hubmirror.read_blocks(path, offset, 30_000_000)
+        raise ConnectionAbortedError("cut on purpose")  # the server drops the connection
 
 
 def test_a_cut_transfer_resumes_with_a_range_request(hf_env, mirror_root, monkeypatch):
@@ -202,12 +204,11 @@ def test_a_killed_download_resumes_and_was_never_listed(hf_env, server):
     assert [m["name"] for m in store.list_models()] == [f"hf.co/{REPO}:Q4_1"]
 
 
-class FlipOneByte(hubmirror.MirrorHandler):
-    def send_body(self, path, offset, count):
+class FlipOneByte(hubmirror.Mirror):
+    def body(self, request, path, offset, count):
         data = bytearray(path.read_bytes()[offset:offset + count])
         data[5_000_000] ^= 0x01
-        self.wfile.write(bytes(data))
-        return len(data)
+        return iter([bytes(data)])
 
 
 def test_a_corrupted_byte_is_caught_and_nothing_is_kept(hf_env, mirror_root, monkeypatch):

@@ -22,7 +22,7 @@ from kit.engines import unload
 from kit.errors import ModelNotFound, PackError, PackInstallFailed
 from kit.room.install import install_pack, read_manifest
 from kit.room.pack import build_pack
-from kit.room.serve import make_server, parse_range
+from kit.room.serve import make_server
 from kit.models.starter import STARTER
 
 STARTER_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -185,15 +185,6 @@ def test_serve_on_all_interfaces_says_so(pack):
 def test_serve_refuses_a_folder_that_is_not_a_pack(tmp_path):
     with pytest.raises(PackError, match="kit pack build"):
         make_server(tmp_path)
-
-
-@pytest.mark.parametrize("header,span", [
-    (None, None), ("bytes=0-9", (0, 10)), ("bytes=90-", (90, 10)),
-    ("bytes=95-500", (95, 5)), ("bytes=-30", (70, 30)), ("bytes=100-", "bad"),
-    ("bytes=5-2", "bad"), ("bytes=0-1,5-6", None), ("items=0-1", None),
-])
-def test_parse_range(header, span):
-    assert parse_range(header, 100) == span
 
 
 def test_range_requests_resume_and_partials_are_hidden(pack):

