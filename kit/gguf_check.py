@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.errors import BadModelFile, ModelFileMissing
+from kit.gguf_limits import problem as settings_problem
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -32,6 +33,10 @@ PICKLE_PROBLEM = ("it is a PyTorch/pickle file, and pickle files can run "
                   "code when loaded; the kit only loads GGUF (and "
                   "safetensors for conversion)")
 PICKLE_FIX = "Look for a .gguf version of this model and use that instead."
+SETTINGS_FIX = ("Its settings contradict its weights or are out of range, "
+                "which stops llama.cpp without a message: the file is damaged "
+                "or was made by a faulty converter. Download it again, or "
+                "convert it again with a current llama.cpp.")
 SAFETENSORS_PROBLEM = "it is a safetensors file (weights for PyTorch)"
 SAFETENSORS_FIX = ("Convert it to GGUF first (llama.cpp's convert_hf_to_gguf"
                    ".py does it), or download a .gguf version of the model.")
@@ -290,6 +295,9 @@ def scan(path) -> GGUFScan:
     for a, b in zip(by_offset, by_offset[1:]):
         if a.offset + a.n_bytes > b.offset:
             r.fail(f"tensors {a.name!r} and {b.name!r} overlap")
+    why = settings_problem(metadata, tensors)  # what llama.cpp asserts on
+    if why:
+        r.fail(why, SETTINGS_FIX)
     return GGUFScan(os.fspath(p), size, version, metadata, tuple(tensors),
                     alignment, data_offset)
 
