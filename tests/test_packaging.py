@@ -56,3 +56,27 @@ def test_console_script_and_python_version():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert data["scripts"]["kit"] == "kit.cli:main"
     assert data["requires-python"] == ">=3.11"
+
+
+def test_every_package_the_kit_imports_is_declared():
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    declared = _pyproject()
+    missing = {}
+    for path in (ROOT / "kit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top == "kit" or top in sys.stdlib_module_names:
+                    continue
+                if not {_name(d) for d in dists.get(top, [top])} & declared:
+                    missing.setdefault(top, path.relative_to(ROOT).as_posix())
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"

@@ -4,6 +4,9 @@
 in the shared Hugging Face cache (a killed download continues from there),
 are hashed while they arrive, and get their real name only once verified;
 then the huggingface_hub client makes the cache entry, as for any download.
+Only huggingface_hub's public API is used (metadata, headers, its HTTP
+session and error translation); the client itself does not continue a
+download another process began, which a room's wifi makes worth having.
 """
 from __future__ import annotations
 
@@ -13,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kit.models import hub
 from kit.errors import ChecksumMismatch, DownloadFailed, HubOffline, NotEnoughDisk
-from kit.util import feed_file, free_disk_bytes, human_size, sha256_file
+from kit.models import hub
+from kit.util import feed_file, free_disk_bytes, human_size
 
 @dataclass(frozen=True)
 class Download:
@@ -27,62 +30,16 @@ class Download:
     from_cache: bool
 
 
-class _HashingWriter:
-    """A file wrapper that hashes what http_get writes through it.
-
-    The hashing runs in a second thread (hashlib lets go of the GIL), so it
-    overlaps with receiving the next block instead of adding to the time.
-    """
-
-    def __init__(self, f, h):
-        self.f, self.h, self.written = f, h, 0
-        self._start()
-
-    def _start(self):
-        import queue
-        import threading
-
-        self._q = queue.Queue(maxsize=4)
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while (block := self._q.get()) is not None:
-            if self.h is not None:
-                self.h.update(block)
-
-    def close(self):
-        """Wait for the hashing to catch up; then digest() is final."""
-        if self._t.is_alive():
-            self._q.put(None)
-            self._t.join()
-
-    def digest(self) -> str | None:
-        self.close()
-        return self.h.hexdigest() if self.h is not None else None
-
-    def write(self, block):
-        self._q.put(bytes(block))
-        self.written += len(block)
-        return self.f.write(block)
-
-    def tell(self):
-        return self.f.tell()
-
-    def seek(self, *args):
-        return self.f.seek(*args)
-
-    def truncate(self, *args):
-        # the server ignored the Range request and sends everything again
-        self.close()
-        out = self.f.truncate(*args)
-        self.h = hashlib.sha256() if self.f.tell() == 0 else None
-        self._start()
-        return out
+RETRIES = 5  # a connection cut mid-file is continued this many times
 
 
-def _quiet_tqdm():
+def _bar_class(progress: bool, tqdm_class):
     from tqdm.auto import tqdm
+
+    if tqdm_class is not None:
+        return tqdm_class
+    if progress:
+        return tqdm
 
     class Quiet(tqdm):
         def __init__(self, *args, **kwargs):
@@ -110,8 +67,6 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
     An interrupted download leaves only `blobs/<sha256>.incomplete` in the
     cache (never a file the kit lists); the next call continues from there.
     """
-    from huggingface_hub.file_download import repo_folder_name
-
     hf = hub._client()
     say = (lambda *a: None) if quiet else print
     what = f"{filename} from {repo_id}"
@@ -128,7 +83,8 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
     if not meta.etag or not meta.commit_hash or meta.size is None:
         raise DownloadFailed(what, f"{hub.endpoint()} did not answer like a Hub "
                              "(no ETag, X-Repo-Commit or size); check HF_ENDPOINT")
-    storage = hub.cache_dir() / repo_folder_name(repo_id=repo_id, repo_type="model")
+    # the cache's documented layout: models--OWNER--NAME/{blobs,refs,snapshots}
+    storage = hub.cache_dir() / f"models--{repo_id.replace('/', '--')}"
     pointer = storage / "snapshots" / meta.commit_hash / filename
     expected = meta.etag if hub._SHA256.match(meta.etag) else None
     if pointer.is_file() and pointer.stat().st_size == meta.size:
@@ -138,7 +94,7 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
     transferred = 0
     if not blob.is_file():
         transferred = _fetch(meta, blob, repo_id, filename, expected, token,
-                             tqdm_class or (None if progress else _quiet_tqdm()), say)
+                             _bar_class(progress, tqdm_class), say)
     # The client makes the cache entry (refs/, snapshots/ link) from the blob.
     try:
         path = Path(hf.hf_hub_download(repo_id, filename, revision=revision,
@@ -149,13 +105,11 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
     return Download(path, expected, meta.size, meta.commit_hash, transferred, False)
 
 
-def _fetch(meta, blob: Path, repo_id, filename, expected, token, tqdm_class,
+def _fetch(meta, blob: Path, repo_id, filename, expected, token, bar_class,
            say) -> int:
     """Bytes into blob via blob.incomplete (resumed if present); returns bytes sent."""
     from filelock import FileLock
-    from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
-
 
     what = f"{filename} from {repo_id}"
     blob.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +124,6 @@ def _fetch(meta, blob: Path, repo_id, filename, expected, token, tqdm_class,
         free = free_disk_bytes(blob.parent)
         if free < meta.size - have:
             raise NotEnoughDisk(what, meta.size - have, free, blob.parent)
-        h = feed_file(hashlib.sha256(), partial) if have else hashlib.sha256()
         say(f"Downloading {what} ({human_size(meta.size)})"
             + (f", continuing from {human_size(have)}" if have else ""))
         headers = build_hf_headers(token=token)
@@ -178,25 +131,58 @@ def _fetch(meta, blob: Path, repo_id, filename, expected, token, tqdm_class,
         if urlsplit(meta.location).netloc != urlsplit(hub.endpoint()).netloc:
             headers.pop("authorization", None)  # a CDN: the token stays home
         try:
-            with open(partial, "ab") as f:
-                out = _HashingWriter(f, h)
-                try:
-                    http_get(meta.location, out, resume_size=have, headers=headers,
-                             expected_size=meta.size,
-                             displayed_filename=Path(filename).name,
-                             tqdm_class=tqdm_class)
-                finally:
-                    out.close()
+            with bar_class(total=meta.size, initial=have, unit="B", unit_scale=True,
+                           unit_divisor=1000, desc=Path(filename).name) as bar:
+                digest, sent = _get(meta.location, partial, headers, bar, meta.size)
         except Exception as exc:
             raise hub._translate(exc, what, repo_id, token) from None
-        digest = out.digest()
-        if expected:
-            if digest is None:
-                digest = sha256_file(partial)
-            if digest != expected:
-                partial.unlink(missing_ok=True)
-                raise ChecksumMismatch(what, digest, expected)
+        if partial.stat().st_size != meta.size:
+            raise DownloadFailed(what, f"the server sent {partial.stat().st_size:,} of "
+                                 f"{meta.size:,} bytes")
+        if expected and digest != expected:
+            partial.unlink(missing_ok=True)
+            raise ChecksumMismatch(what, digest, expected)
         os.replace(partial, blob)  # only a complete, verified file gets the name
-    say(f"Verified {what}: sha256 {digest[:12]}..." if expected and digest else
+    say(f"Verified {what}: sha256 {digest[:12]}..." if expected else
         f"Downloaded {what} (the Hub gave no sha256 for it; size checked)")
-    return out.written
+    return sent
+
+
+def _get(url: str, partial: Path, headers: dict, bar, size: int) -> tuple[str, int]:
+    """GET url into partial, continuing after what it holds; (sha256, bytes sent).
+
+    The bytes are hashed as they arrive; a connection cut midway is asked
+    again from where it stopped (a Range request), RETRIES times at most.
+    """
+    import httpx2
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    have = partial.stat().st_size if partial.exists() else 0
+    h = feed_file(hashlib.sha256(), partial) if have else hashlib.sha256()
+    sent, tries = 0, 0
+    with open(partial, "ab") as f:
+        while have < size:
+            asked = {**headers, **({"Range": f"bytes={have}-"} if have else {})}
+            try:
+                with get_session().stream("GET", url, headers=asked, follow_redirects=True,
+                                          timeout=30) as r:
+                    if r.status_code >= 400:
+                        r.read()  # the error's body names the problem
+                        hf_raise_for_status(r)
+                    if have and r.status_code != 206:  # Range ignored: start over
+                        f.truncate(0)
+                        h, have = hashlib.sha256(), 0
+                        bar.reset(total=size)
+                    for block in r.iter_bytes(1 << 20):
+                        f.write(block)
+                        h.update(block)
+                        have, sent = have + len(block), sent + len(block)
+                        bar.update(len(block))
+                    if have < size:
+                        raise httpx2.RemoteProtocolError("the server stopped early")
+            except httpx2.TransportError:
+                tries += 1
+                if tries >= RETRIES:
+                    raise
+                f.flush()
+    return h.hexdigest(), sent
