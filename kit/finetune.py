@@ -1,8 +1,7 @@
 """Teach a model your own facts: fine-tuning on a laptop CPU with llama.cpp.
 
 Taught in notebooks/10_teach_it_your_facts.ipynb. Every weight is trained
-(no adapter), in 32-bit floats, with AdamW; the native declarations live in
-kit/engines/llama_train.py.
+(no adapter), in 32-bit floats, with AdamW, by kit/engines/llama_train.py.
 
 >>> run = finetune("smollm2:135m", bundled("library"), epochs=3, label="library")
 >>> run.name, run.eval_losses     # 'smollm2:135m-ft-library', [1.9, 1.4, ...]
@@ -11,23 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.errors import (KitError, NotTextData, OutputExists, TrainingDataTooShort,
-                        TrainingInProgress, TrainingTooLong, TrainingWontFit,
-                        UnsupportedArchitecture)
+from kit.errors import (BadParameter, KitError, NotTextData, OutputExists,
+                        TrainingDataTooShort, TrainingInProgress, TrainingTooLong,
+                        TrainingWontFit, UnsupportedArchitecture)
 
 SUPPORTED_ARCHS = ("llama",)  # the training path is run and tested on these
 DATA_DIR = Path(__file__).parent / "data"
 BUNDLED = {"library": "larkspur_library.txt", "library-qa": "larkspur_library_qa.jsonl",
            "general": "general_knowledge.json"}
 CTX_STEP = 256  # llama.cpp makes contexts in steps of 256 (128 becomes 256)
-# Rough speed of F32 training arithmetic per thread (6 x parameters x tokens
-# FLOPs per step), measured on the starter with 2 threads on a shared laptop
-# core; the warm-up decode measures this machine before training starts.
+# F32 training arithmetic per thread and second (a step is 6 x weights x
+# tokens), measured with the starter on this kind of laptop core when idle
 FLOPS_PER_THREAD = 15e9
 OVERHEAD = 400_000_000  # Python, the tokenizer's model, buffers (measured)
 
@@ -39,23 +37,19 @@ def bundled(name: str = "library") -> Path:
     return DATA_DIR / BUNDLED[name]
 
 
-# ---- data -----------------------------------------------------------------
-
 def read_data(path) -> tuple[str, object]:
     """('text', str) or ('chat', [{'question':..., 'answer':...} or messages])."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise NotTextData(path, "there is no such file")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:65536]:
-        raise NotTextData(path, "it holds binary bytes (a model, a PDF, an image?)")
+    raw = path.read_bytes() if path.is_file() else None
+    if raw is None or b"\x00" in raw[:65536] or not raw.strip():
+        raise NotTextData(path, "there is no such file" if raw is None else "it is "
+                          "empty" if not raw.strip() else "it holds binary bytes "
+                          "(a model, a PDF, an image?)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotTextData(path, f"it is not UTF-8 text ({exc.reason} at byte "
                           f"{exc.start})") from exc
-    if not text.strip():
-        raise NotTextData(path, "it is empty")
     if path.suffix.lower() not in (".json", ".jsonl"):
         return "text", text
     try:
@@ -63,10 +57,8 @@ def read_data(path) -> tuple[str, object]:
                  [json.loads(line) for line in text.splitlines() if line.strip()])
     except json.JSONDecodeError as exc:
         raise NotTextData(path, f"it is not valid JSON ({exc})") from exc
-    ok = isinstance(items, list) and items and all(
-        isinstance(i, dict) and ({"question", "answer"} <= set(i) or "messages" in i)
-        for i in items)
-    if not ok:
+    if not (isinstance(items, list) and items and all(isinstance(i, dict) and (
+            {"question", "answer"} <= set(i) or "messages" in i) for i in items)):
         raise NotTextData(path, "each item needs \"question\" and \"answer\" "
                           "(or \"messages\")")
     return "chat", items
@@ -78,12 +70,10 @@ def chat_texts(llm, items, system: str | None = None) -> list[str]:
 
     from kit.engines.llamacpp import FALLBACK_TEMPLATE
 
-    m = llm._model
-    eos, bos = llm.token_eos(), llm.token_bos()
+    text = lambda t: llm._model.token_get_text(t) if t != -1 else ""  # noqa: E731
     fmt = Jinja2ChatFormatter(
         template=(llm.metadata or {}).get("tokenizer.chat_template") or FALLBACK_TEMPLATE,
-        eos_token=m.token_get_text(eos) if eos != -1 else "",
-        bos_token=m.token_get_text(bos) if bos != -1 else "",
+        eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()),
         add_generation_prompt=False)  # the answer follows: no empty turn after it
     out = []
     for item in items:
@@ -105,10 +95,6 @@ class Prepared:
     source: str
     first_text: str = ""  # the first example as the model sees it
 
-    @property
-    def n_tokens(self) -> int:
-        return len(self.tokens)
-
 
 def prepare(model=None, data=None, system: str | None = None,
             max_tokens: int | None = None) -> Prepared:
@@ -122,16 +108,13 @@ def prepare(model=None, data=None, system: str | None = None,
         source = str(data)
     llm = load(model, n_ctx=512, quiet=True, check_fit=False).llm  # the tokenizer
     if kind == "text":
-        texts = [content]
-        tokens = llm.tokenize(content.encode("utf-8"), add_bos=True, special=False)
+        texts, tokens = [content], llm.tokenize(content.encode(), add_bos=True)
     else:
         texts = chat_texts(llm, content, system)
         tokens = []
         for t in texts:  # specials parsed: <|im_start|> is one token, as in chat
             tokens += llm.tokenize(t.encode("utf-8"), add_bos=False, special=True)
-    if max_tokens:
-        tokens = tokens[:max_tokens]
-    return Prepared(tokens, kind, len(texts), source, texts[0][:2000])
+    return Prepared(tokens[:max_tokens], kind, len(texts), source, texts[0][:2000])
 
 
 def split_windows(tokens, n_ctx: int, eval_share: float = 0.1):
@@ -153,8 +136,6 @@ def split_windows(tokens, n_ctx: int, eval_share: float = 0.1):
     return [tokens[s: s + w] for s in starts], evals
 
 
-# ---- will it fit, how long -----------------------------------------------------
-
 @dataclass
 class Plan:
     """Memory and time, worked out before anything is loaded."""
@@ -169,24 +150,23 @@ class Plan:
     memory: int
     ram_available: int | None
     seconds: float
-
-    @property
-    def fits(self) -> bool:
-        return self.ram_available is None or self.memory <= self.ram_available
+    busy: float = 1.0  # how many times slower other programs make us now
 
     def explain(self) -> str:
         gb = lambda n: f"{n / 1e9:.1f} GB"  # noqa: E731
         ram = f" of {gb(self.ram_available)} available" if self.ram_available else ""
+        busy = (f", {self.busy:.1f}x slower than idle: other programs are busy"
+                if self.busy > 1.2 else "")
         return (f"{self.model}: {self.n_train} training windows + {self.n_eval} "
                 f"held out, {self.n_ctx} tokens each, {self.epochs} epoch(s), "
                 f"{self.threads} threads. Memory: 4 copies x 4 bytes x "
                 f"{self.parameters / 1e6:,.0f} M weights = {gb(16 * self.parameters)}"
                 f" + activations and overhead = about {gb(self.memory)}{ram}. "
-                f"Time: about {_minutes(self.seconds)} (rough: the machine decides).")
+                f"Time: about {_minutes(self.seconds)}{busy} (rough).")
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+def _minutes(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
 
 
 def plan(model=None, prepared: Prepared | None = None, n_ctx: int = 256,
@@ -194,31 +174,43 @@ def plan(model=None, prepared: Prepared | None = None, n_ctx: int = 256,
          ram_available: int | None = None) -> Plan:
     """The arithmetic for training `model` on `prepared` (refusals included)."""
     from kit.machine import machine_facts
-    from kit.models.registry import resolve
-    from kit.modelfile import read_facts
     from kit.settings import get_settings
 
-    ref = resolve(_name(model))
-    facts = read_facts(ref.path)
-    if facts.architecture not in SUPPORTED_ARCHS:
-        raise UnsupportedArchitecture(facts.architecture, SUPPORTED_ARCHS)
+    ref, facts = check_model(model)
+    if min(n_ctx, epochs) < 1:
+        raise BadParameter("n_ctx" if n_ctx < 1 else "epochs", min(n_ctx, epochs),
+                           "1 or more")
     n_ctx = -(-n_ctx // CTX_STEP) * CTX_STEP
     n_train, n_eval = (len(x) for x in split_windows(prepared.tokens, n_ctx))
     threads = threads or get_settings().n_threads
-    if ram_available is None:
-        ram_available = machine_facts().get("ram_available")
-    p = facts.parameters
-    width, layers = facts.embedding_length or 1024, facts.block_count or 24
-    act = n_ctx * (layers * width * 4 * 24 + (facts.vocab_size or 32000) * 4 * 4)
-    memory = 16 * p + act + OVERHEAD
-    step = 6 * p * n_ctx / (FLOPS_PER_THREAD * threads)
-    seconds = epochs * (n_train + n_eval / 3) * step
-    return Plan(ref.name, p, n_ctx, n_train, n_eval, epochs, threads, memory,
-                ram_available, seconds)
+    m = machine_facts()
+    ram_available = m.get("ram_available") if ram_available is None else ram_available
+    cores = m.get("cores_logical") or threads
+    busy = max(1.0, (os.getloadavg()[0] + threads) / cores) if hasattr(
+        os, "getloadavg") else 1.0
+    p = facts.parameters  # activations: per layer and position, plus the logits
+    act = n_ctx * ((facts.block_count or 24) * (facts.embedding_length or 1024) * 64
+                   + (facts.vocab_size or 32000) * 16)
+    step = 6 * p * n_ctx / (FLOPS_PER_THREAD * min(threads, cores)) * busy
+    return Plan(ref.name, p, n_ctx, n_train, n_eval, epochs, threads,
+                16 * p + act + OVERHEAD, ram_available,
+                epochs * (n_train + n_eval / 3) * step, busy)
 
 
 def _name(model):
     return os.fspath(model) if isinstance(model, os.PathLike) else model
+
+
+def check_model(model=None):
+    """(ModelRef, facts) if the training path supports the model's architecture."""
+    from kit.models.registry import resolve
+    from kit.modelfile import read_facts
+
+    ref = resolve(_name(model))
+    facts = read_facts(ref.path)  # a damaged file is refused here
+    if facts.architecture not in SUPPORTED_ARCHS:
+        raise UnsupportedArchitecture(facts.architecture, SUPPORTED_ARCHS)
+    return ref, facts
 
 
 # ---- a float copy, since quantized weights cannot be trained --------------------
@@ -237,36 +229,31 @@ def float_copy(model=None, dtype: str = "F32", quiet: bool = False) -> Path:
     dst = output_path(ref.name, dtype.lower())
     if dst.is_file() and dst.stat().st_mtime >= ref.path.stat().st_mtime:
         return dst  # made before: reuse it
-    want = {"F32": (gguf.GGMLQuantizationType.F32, np.float32),
-            "F16": (gguf.GGMLQuantizationType.F16, np.float16)}[dtype.upper()]
-    t0 = time.perf_counter()
-    reader = gguf.GGUFReader(ref.path)
-    arch = reader.fields["general.architecture"].contents()
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    want = {"F32": np.float32, "F16": np.float16}[dtype.upper()]
+    t0, reader = time.perf_counter(), gguf.GGUFReader(ref.path)
     partial = dst.with_name(dst.name + ".partial")
+    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        w = gguf.GGUFWriter(partial, arch)
+        w = gguf.GGUFWriter(partial, reader.fields["general.architecture"].contents())
         for f in reader.fields.values():
-            if f.name.startswith("GGUF.") or f.name in ("general.architecture",
-                                                         "general.file_type"):
-                continue
-            sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
-            w.add_key_value(f.name, f.contents(), f.types[0], sub)
-        w.add_file_type(gguf.LlamaFileType.ALL_F32 if want[1] is np.float32
+            if not f.name.startswith("GGUF.") and f.name not in (
+                    "general.architecture", "general.file_type"):
+                sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+                w.add_key_value(f.name, f.contents(), f.types[0], sub)
+        w.add_file_type(gguf.LlamaFileType.ALL_F32 if want is np.float32
                         else gguf.LlamaFileType.MOSTLY_F16)
         # 1-D tensors (norms) stay F32, as llama.cpp's own converter keeps them
-        kinds = [(t, np.float32 if len(t.shape) == 1 else want[1]) for t in reader.tensors]
-        for t, dt in kinds:
-            shape = [int(x) for x in reversed(t.shape)]
-            w.add_tensor_info(t.name, shape, np.dtype(dt), int(np.prod(shape)) *
-                              np.dtype(dt).itemsize)
+        plan_ = [(t, [int(x) for x in reversed(t.shape)],
+                  np.dtype(np.float32 if len(t.shape) == 1 else want))
+                 for t in reader.tensors]
+        for t, shape, dt in plan_:
+            w.add_tensor_info(t.name, shape, dt, int(np.prod(shape)) * dt.itemsize)
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
-        for t, dt in kinds:  # one tensor at a time: memory stays small
+        for t, shape, dt in plan_:  # one tensor at a time: memory stays small
             x = gguf.quants.dequantize(t.data, t.tensor_type)
-            w.write_tensor_data(np.ascontiguousarray(x, dtype=dt).reshape(
-                [int(s) for s in reversed(t.shape)]))
+            w.write_tensor_data(np.ascontiguousarray(x, dtype=dt).reshape(shape))
         w.close()
         scan(partial)
         os.replace(partial, dst)  # only a complete file gets the real name
@@ -308,117 +295,19 @@ def _claim(lock: Path, name: str) -> None:
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode())
+            return os.close(fd)
         except FileExistsError:
             try:
-                pid = int(lock.read_text().strip() or 0)
+                pid = int(lock.read_text().strip())
                 os.kill(pid, 0)  # still running?
             except (ValueError, ProcessLookupError, FileNotFoundError):
                 lock.unlink(missing_ok=True)  # left by a run that died: take it
                 continue
-            except PermissionError:
-                pass  # alive, someone else's
-            raise TrainingInProgress(name, pid, lock)
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return
+            except PermissionError:  # alive, someone else's
+                pass
+            raise TrainingInProgress(name, pid, lock) from None
     raise TrainingInProgress(name, -1, lock)
-
-
-def _graft(float_path: Path, trained: Path, out: Path) -> None:
-    """The float copy's bytes and metadata, with the trained tensors' data.
-
-    llama.cpp's saver drops the chat template and writes the training context
-    as the model's context length: keep the original file's metadata instead.
-    """
-    import gguf
-
-    shutil.copyfile(float_path, out)
-    dst = gguf.GGUFReader(out, "r+")
-    by_name = {t.name: t for t in dst.tensors}
-    for t in gguf.GGUFReader(trained).tensors:
-        d = by_name.get(t.name)
-        if d is None or d.tensor_type != t.tensor_type or d.n_bytes != t.n_bytes:
-            raise KitError(f"The trained tensor {t.name} does not match the float "
-                           "copy; nothing was saved. Delete the copy and try again.")
-        d.data[...] = t.data
-    dst.data.flush()
-
-
-def _check_loads(path: Path) -> None:
-    """The saved file opens in llama.cpp and reads a few tokens."""
-    import llama_cpp
-
-    from kit.gguf_check import scan
-
-    scan(path)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_batch=64, verbose=False)
-    try:
-        llm.eval(llm.tokenize(b"The library opens at", add_bos=True))
-    finally:
-        llm.close()
-
-
-def train(float_path, train_w, eval_w, n_ctx: int, epochs: int, lr: float,
-          threads: int, progress: bool = True, seed: int = 0, on_step=None):
-    """Train a float model file in place of memory; yield nothing, return losses.
-
-    Returns (llama, step losses, epoch losses, eval losses, seconds training).
-    """
-    import random
-
-    import llama_cpp
-    from tqdm import tqdm
-
-    from kit.engines import llama_train as lt
-
-    lt.ensure_supported()
-    llm = llama_cpp.Llama(
-        model_path=str(float_path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-        n_threads=threads, n_threads_batch=threads, use_mmap=False,  # writable
-        flash_attn=False, type_k=llama_cpp.GGML_TYPE_F32,  # no F16 backward pass
-        type_v=llama_cpp.GGML_TYPE_F32, verbose=False)
-    if llm.n_ctx() != n_ctx:
-        llm.close()
-        raise KitError(f"llama.cpp made a context of {llm.n_ctx()} tokens, not "
-                       f"{n_ctx}; use a multiple of {CTX_STEP}.")
-    llm.eval(train_w[0][:n_ctx])  # the optimizer never sets the thread count:
-    llm.reset()                   # this decode does
-    params = lt.optimizer_params(lr)
-    keep = lt.opt_init(llm._ctx.ctx, llm._model.model, n_ctx, params)  # noqa: F841
-    ctx = llm._ctx.ctx
-    train_ds = [lt.Dataset([w]) for w in train_w]
-    eval_ds, r_train, r_eval = lt.Dataset(eval_w), lt.Result(), lt.Result()
-
-    def held_out() -> float:
-        r_eval.reset()
-        lt.run_epoch(ctx, eval_ds, None, r_eval, 0)
-        return r_eval.loss()
-
-    steps, epoch_losses, evals = [], [], [held_out()]
-    rng, t0 = random.Random(seed), time.perf_counter()
-    bar = tqdm(total=epochs * len(train_ds), unit="step", disable=not progress,
-               desc="training")
-    try:
-        for epoch in range(epochs):
-            order = list(range(len(train_ds)))
-            rng.shuffle(order)
-            for i in order:
-                r_train.reset()
-                lt.run_epoch(ctx, train_ds[i], r_train, None, 1)  # one step
-                steps.append(r_train.loss())
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{steps[-1]:.3f}")
-                if on_step:
-                    on_step(len(steps), steps[-1])
-            epoch_losses.append(sum(steps[-len(order):]) / len(order))
-            evals.append(held_out())
-            bar.write(f"epoch {epoch + 1}: training loss {epoch_losses[-1]:.3f}, "
-                      f"held-out loss {evals[-1]:.3f}")
-    finally:
-        bar.close()
-        for d in (*train_ds, eval_ds, r_train, r_eval):
-            d.close()
-    return llm, steps, epoch_losses, evals, time.perf_counter() - t0
 
 
 def finetune(model=None, data=None, *, epochs: int = 3, lr: float = 3e-5,
@@ -434,22 +323,22 @@ def finetune(model=None, data=None, *, epochs: int = 3, lr: float = 3e-5,
     """
     import resource
 
-    from kit.models.registry import installed, register, resolve
+    from kit.engines import llama_train as lt
+    from kit.models.registry import installed, register
     from kit.quantize import output_path
     from kit.settings import get_settings
     from kit.util import sha256_file
 
     say = (lambda *a: None) if quiet else print
-    ref = resolve(_name(model))
-    name = f"{ref.name}-ft-{label}"
-    dst = output_path(ref.name, f"ft-{label}")
+    ref, _ = check_model(model)  # before loading anything
+    name, dst = f"{ref.name}-ft-{label}", output_path(ref.name, f"ft-{label}")
     if not force and (dst.exists() or name in installed()):
         raise OutputExists(dst, name)
     threads = threads or get_settings().n_threads
     prepared = prepare(ref.name, data, system, max_tokens)
     p = plan(ref.name, prepared, n_ctx, epochs, threads)
     say(p.explain())
-    if not p.fits:
+    if p.ram_available and p.memory > p.ram_available:
         raise TrainingWontFit(f"about {p.memory / 1e9:.1f} GB needed, "
                               f"{p.ram_available / 1e9:.1f} GB available")
     if max_minutes is not None and p.seconds > max_minutes * 60:
@@ -457,28 +346,25 @@ def finetune(model=None, data=None, *, epochs: int = 3, lr: float = 3e-5,
     lock = dst.with_name(dst.name + ".lock")
     _claim(lock, name)
     partial, trained = (dst.with_name(dst.name + s) for s in (".partial", ".trained"))
+    state = ""
     try:
         src = float_copy(ref.name, quiet=quiet)
         train_w, eval_w = split_windows(prepared.tokens, p.n_ctx)
-        llm, steps, ep, ev, secs = train(src, train_w, eval_w, p.n_ctx, epochs, lr,
-                                         threads, progress)
-        try:
-            from kit.engines import llama_train as lt
-
-            lt.save_model(llm._model.model, trained)
-        finally:
-            llm.close()
-        _graft(src, trained, partial)
-        _check_loads(partial)
+        llm, steps, ep, ev, secs = lt.train(src, train_w, eval_w, p.n_ctx, epochs, lr,
+                                            threads, progress, seed)
+        lt.save_trained(llm, src, partial, trained)  # closes llm
         os.replace(partial, dst)
+        state = "moved"
+        register(name, dst, sha256_file(dst), source="finetune", owned=True,
+                 base=ref.name, epochs=epochs, lr=lr, n_ctx=p.n_ctx,
+                 data=prepared.source)
+        state = "registered"
     except KeyboardInterrupt:
         say("Training stopped: nothing was saved or registered.")
         raise
     finally:
-        for f in (partial, trained, lock):
+        for f in (partial, trained, lock) + ((dst,) if state == "moved" else ()):
             f.unlink(missing_ok=True)
-    register(name, dst, sha256_file(dst), source="finetune", owned=True,
-             base=ref.name, epochs=epochs, lr=lr, n_ctx=p.n_ctx, data=prepared.source)
     run = TrainingRun(name, dst, p, steps, ep, ev, secs,
                       epochs * len(train_w) * p.n_ctx / secs,
                       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -488,3 +374,26 @@ def finetune(model=None, data=None, *, epochs: int = 3, lr: float = 3e-5,
         run.quantized = requantize(name, ["q8_0"], force=force, quiet=True)[0].name
     say(run.summary() + (f"; also {run.quantized}" if run.quantized else ""))
     return run
+
+
+def ask(model, questions, system: str | None = None, max_tokens: int = 40) -> list:
+    """Greedy answers (temperature 0) in chat form, one per question."""
+    from kit.engines import load, unload
+
+    m = load(_name(model), quiet=True)
+    head = [{"role": "system", "content": system}] if system else []
+    try:
+        return [m.chat(head + [{"role": "user", "content": q}], temperature=0,
+                       max_tokens=max_tokens).text.strip() for q in questions]
+    finally:
+        unload(m)  # a float model is big: do not keep it cached
+
+
+def retention(model, max_tokens: int = 24) -> tuple[int, list]:
+    """How many of 10 general-knowledge questions it still answers right."""
+    items = json.loads(bundled("general").read_text())
+    answers = ask(model, [i["question"] for i in items], max_tokens=max_tokens)
+    rows = [(i["question"], a, any(re.search(rf"(?<![\w.]){re.escape(k)}(?!\w|\.\d)",
+                                             a, re.I) for k in i["accept"]))
+            for i, a in zip(items, answers)]
+    return sum(ok for *_, ok in rows), rows

@@ -7,7 +7,10 @@ matters), the learning-rate callback returns a struct by value (a ctypes
 callback cannot), and the `ggml_opt_dataset_*` / `ggml_opt_result_*`
 functions are exported by libggml-base but not bound. Everything the kit
 declares itself is here, checked against the installed version on import;
-tests/test_finetune.py fails loudly when the layout changes.
+tests/test_finetune.py fails loudly when the layout changes. `train` is the
+step loop kit/finetune.py drives. Private parts of llama-cpp-python used
+here (covered by the version check): `Llama._ctx.ctx`, `Llama._model.model`,
+`llama_cpp.llama_cpp._lib` and `_ctypes_extensions.load_shared_library`.
 
 >>> from kit.engines import llama_train as lt
 >>> lt.PROBLEM is None        # else a sentence saying what changed
@@ -199,7 +202,107 @@ def run_epoch(ctx, data: Dataset, train: Result | None, evaluate: Result | None,
                           evaluate.handle if evaluate else None, n_train, None, None)
 
 
-def save_model(model, path) -> None:
-    import os
+def save_trained(llm, float_path, out, scratch) -> None:
+    """Save the trained weights into a copy of the float file, then check it loads.
 
-    fn["llama_model_save_to_file"](model, os.fsencode(path))
+    llama.cpp's saver drops the chat template and writes the training context
+    as the model's context length, so only its tensors are kept: copied into
+    the float file's bytes, metadata and all. Closes `llm`.
+    """
+    import os
+    import shutil
+
+    import gguf
+
+    from kit.errors import KitError
+    from kit.gguf_check import scan
+
+    try:
+        fn["llama_model_save_to_file"](llm._model.model, os.fsencode(scratch))
+    finally:
+        llm.close()
+    shutil.copyfile(float_path, out)
+    dst = gguf.GGUFReader(out, "r+")
+    by_name = {t.name: t for t in dst.tensors}
+    for t in gguf.GGUFReader(scratch).tensors:
+        d = by_name.get(t.name)
+        if d is None or d.tensor_type != t.tensor_type or d.n_bytes != t.n_bytes:
+            raise KitError(f"The trained tensor {t.name} does not match the float "
+                           "copy; nothing was saved. Delete the copy and try again.")
+        d.data[...] = t.data
+    dst.data.flush()
+    del dst
+    scan(out)
+    check = llama_cpp.Llama(model_path=str(out), n_ctx=64, n_batch=64, verbose=False)
+    try:  # it loads and reads a few tokens
+        check.eval(check.tokenize(b"The library opens at", add_bos=True))
+    finally:
+        check.close()
+
+
+def train(float_path, train_w, eval_w, n_ctx: int, epochs: int, lr: float,
+          threads: int, progress: bool = True, seed: int = 0, on_step=None):
+    """Train every weight of a float model file in memory, one window per step.
+
+    Returns (Llama, step losses, epoch losses, held-out losses, seconds); the
+    held-out losses start with the one before training. One llama_opt_epoch
+    call per step, so Python (and Ctrl-C) gets control back after each step.
+    """
+    import random
+    import time
+
+    from tqdm import tqdm
+
+    from kit.errors import KitError
+
+    ensure_supported()
+    llm = llama_cpp.Llama(
+        model_path=str(float_path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
+        n_threads=threads, n_threads_batch=threads, use_mmap=False,  # writable
+        flash_attn=False, type_k=llama_cpp.GGML_TYPE_F32,  # no F16 backward pass
+        type_v=llama_cpp.GGML_TYPE_F32, verbose=False)
+    if llm.n_ctx() != n_ctx:
+        llm.close()
+        raise KitError(f"llama.cpp made a context of {llm.n_ctx()} tokens, not "
+                       f"{n_ctx}; use a multiple of 256.")
+    llm.eval(train_w[0][:n_ctx])  # the optimizer never sets the thread count:
+    llm.reset()                   # this decode does
+    params = optimizer_params(lr)
+    keep = opt_init(llm._ctx.ctx, llm._model.model, n_ctx, params)  # noqa: F841
+    ctx = llm._ctx.ctx
+    train_ds = [Dataset([w]) for w in train_w]
+    eval_ds, r_train, r_eval = Dataset(eval_w), Result(), Result()
+
+    def held_out() -> float:
+        r_eval.reset()
+        run_epoch(ctx, eval_ds, None, r_eval, 0)
+        return r_eval.loss()
+
+    steps, epoch_losses, evals = [], [], [held_out()]
+    rng, t0 = random.Random(seed), time.perf_counter()
+    bar = tqdm(total=epochs * len(train_ds), unit="step", disable=not progress,
+               desc="training")
+    try:
+        for epoch in range(epochs):
+            order = list(range(len(train_ds)))
+            rng.shuffle(order)
+            for i in order:
+                r_train.reset()
+                run_epoch(ctx, train_ds[i], r_train, None, 1)  # one step
+                steps.append(r_train.loss())
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{steps[-1]:.3f}")
+                if on_step:
+                    on_step(len(steps), steps[-1])
+            epoch_losses.append(sum(steps[-len(order):]) / len(order))
+            evals.append(held_out())
+            bar.write(f"epoch {epoch + 1}: training loss {epoch_losses[-1]:.3f}, "
+                      f"held-out loss {evals[-1]:.3f}")
+    except BaseException:
+        llm.close()  # stopped or failed: give the memory back now
+        raise
+    finally:
+        bar.close()
+        for d in (*train_ds, eval_ds, r_train, r_eval):
+            d.close()
+    return llm, steps, epoch_losses, evals, time.perf_counter() - t0

@@ -1,0 +1,252 @@
+"""Fine-tuning (kit.finetune, kit.engines.llama_train): a real training run of
+the starter at a tiny size, the native layout check, and each bad input."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kit import errors
+from kit.engines import llama_train as lt
+from kit.finetune import (ask, bundled, check_model, finetune, float_copy, plan,
+                          prepare, read_data, split_windows)
+from kit.models.registry import installed
+
+TINY = dict(epochs=2, lr=1e-4, n_ctx=256, max_tokens=2 * 257, progress=False,
+            quiet=True)  # one training window seen twice, one held out
+
+
+@pytest.fixture(scope="module")
+def trained(starter_path):
+    """One real training run, shared by the tests below; removed afterwards."""
+    from kit.models.pull import remove
+
+    run = finetune("smollm2:135m", bundled("library"), label="test", **TINY)
+    yield run
+    for name in ("smollm2:135m-ft-test", "smollm2:135m-ft-test-q8_0"):
+        if name in installed():
+            remove(name)
+
+
+# ---- the native declarations ----------------------------------------------------
+
+def test_training_declarations_match_the_installed_llama_cpp_python():
+    """Fails loudly when llama-cpp-python changes what these declarations assume."""
+    assert lt.check_layout() is None, (
+        f"kit/engines/llama_train.py no longer matches: {lt.check_layout()}. "
+        "Read llama.h's struct llama_opt_params and ggml-opt.h before updating.")
+    assert [f[0] for f in lt.OptParams._fields_][-1] == "optimizer_type"
+    assert ctypes.sizeof(lt.OptParams) == 48  # 6 fields, passed by value
+    assert lt.CONSTANT_PARAMS.value  # llama.cpp's own learning-rate callback
+
+
+def test_constant_optimizer_params_round_trip_through_llama_cpp():
+    p = lt.optimizer_params(3e-5, weight_decay=0.01)
+    back = lt.fn["ggml_opt_get_constant_optimizer_params"](ctypes.byref(p))
+    assert back.adamw.alpha == pytest.approx(3e-5)
+    assert back.adamw.wd == pytest.approx(0.01)
+    assert 0.8 < back.adamw.beta1 < 1  # llama.cpp's defaults kept
+
+
+def test_an_unchecked_version_switches_training_off(monkeypatch):
+    import llama_cpp
+
+    monkeypatch.setattr(llama_cpp, "__version__", "9.9.9")
+    problem = lt.check_layout()
+    assert "9.9.9" in problem
+    monkeypatch.setattr(lt, "PROBLEM", problem)
+    with pytest.raises(errors.TrainingUnavailable, match="pip install"):
+        lt.ensure_supported()
+
+
+# ---- data ---------------------------------------------------------------------
+
+def test_windows_overlap_by_half_and_the_held_out_tail_is_never_trained():
+    tokens = list(range(1000))
+    train, held = split_windows(tokens, 128)
+    assert all(len(w) == 129 for w in train + held)
+    assert train[1][0] - train[0][0] == 64
+    first_held = held[0][0]
+    assert max(w[-1] for w in train) == first_held - 1  # up to the tail, not into it
+    with pytest.raises(errors.TrainingDataTooShort, match="at least 258"):
+        split_windows(list(range(200)), 128)
+
+
+def test_question_answer_pairs_use_the_models_own_template(starter_path):
+    p = prepare("smollm2:135m", bundled("library-qa"), system="Library help desk.")
+    assert p.kind == "chat" and p.n_examples == 20
+    assert p.first_text.startswith("<|im_start|>system\nLibrary help desk.<|im_end|>")
+    assert "<|im_start|>assistant\nOn Sunday" in p.first_text
+    assert p.first_text.rstrip().endswith("<|im_end|>")  # no empty turn after it
+    im_start = 1  # <|im_start|> is one special token in SmolLM2's vocabulary
+    assert p.tokens.count(im_start) == 3 * 20
+
+
+@pytest.mark.parametrize("content,why", [
+    (b"GGUF\x03\x00\x00\x00" + b"\x00" * 64, "binary"),
+    (b"caf\xe9 au lait, not UTF-8", "not UTF-8"),
+    (b"   \n", "empty"),
+    (b'[{"q": "no answer key"}]', "question"),
+])
+def test_non_text_data_is_refused_with_the_reason(tmp_path, content, why):
+    f = tmp_path / ("data.json" if content.startswith(b"[") else "data.txt")
+    f.write_bytes(content)
+    with pytest.raises(errors.NotTextData, match=why):
+        read_data(f)
+
+
+# ---- refusals before any work -----------------------------------------------------
+
+def test_data_too_short_for_one_window(starter_path, tmp_path):
+    f = tmp_path / "short.txt"
+    f.write_text("The library opens at nine.")
+    with pytest.raises(errors.TrainingDataTooShort, match="--ctx"):
+        finetune("smollm2:135m", f, label="short", **{**TINY, "max_tokens": None})
+    assert "smollm2:135m-ft-short" not in installed()
+
+
+def test_far_too_long_is_refused_with_the_estimate(starter_path):
+    with pytest.raises(errors.TrainingTooLong, match="max_minutes=None"):
+        finetune("smollm2:135m", bundled(), label="long", epochs=500,
+                 max_minutes=1, quiet=True)
+
+
+def test_too_big_for_memory_is_refused_with_the_arithmetic(starter_path, monkeypatch):
+    monkeypatch.setattr("kit.machine.machine_facts", lambda: {
+        "ram_available": 1_000_000_000, "cores_logical": 2})
+    p = plan("smollm2:135m", prepare("smollm2:135m", bundled()), 256, 1, 2)
+    assert "4 copies x 4 bytes x 135 M weights = 2.2 GB" in p.explain()
+    with pytest.raises(errors.TrainingWontFit, match="GB needed, 1.0 GB available"):
+        finetune("smollm2:135m", bundled(), label="big", **TINY)
+
+
+def test_an_unsupported_architecture_is_refused_before_loading(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "tiny-bert.gguf"
+    w = gguf.GGUFWriter(path, "bert")
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(errors.UnsupportedArchitecture, match="bert.*llama"):
+        check_model(path)
+
+
+def test_a_second_training_on_the_same_name_is_refused(starter_path):
+    from kit.quantize import output_path
+
+    lock = output_path("smollm2:135m", "ft-busy").with_name("smollm2-135m-ft-busy.gguf.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(str(os.getpid()))  # a live process holds it
+    try:
+        with pytest.raises(errors.TrainingInProgress, match=str(os.getpid())):
+            finetune("smollm2:135m", bundled(), label="busy", **TINY)
+    finally:
+        lock.unlink()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(str(dead.pid))  # left by a run that died: taken over
+    from kit.finetune import _claim
+
+    _claim(lock, "x")
+    assert lock.read_text() == str(os.getpid())
+    lock.unlink()
+
+
+# ---- the real thing -----------------------------------------------------------------
+
+def test_float_copy_keeps_metadata_and_the_weights(starter_path):
+    import gguf
+    import numpy as np
+
+    from kit.quantize import read_weights
+
+    path = float_copy("smollm2:135m", quiet=True)
+    src, dst = gguf.GGUFReader(starter_path), gguf.GGUFReader(path)
+    keys = lambda r: {k for k in r.fields if not k.startswith("GGUF.")}  # noqa: E731
+    assert keys(src) == keys(dst)
+    assert dst.fields["tokenizer.chat_template"].contents() == \
+        src.fields["tokenizer.chat_template"].contents()
+    assert {t.tensor_type.name for t in dst.tensors} == {"F32"}
+    q = next(t for t in dst.tensors if t.name == "blk.0.attn_q.weight")
+    np.testing.assert_array_equal(np.asarray(q.data).reshape(576, 576),
+                                  read_weights("smollm2:135m", "blk.0.attn_q.weight"))
+
+
+def test_training_lowers_the_loss(trained):
+    assert len(trained.step_losses) == 2 and len(trained.eval_losses) == 3
+    assert trained.step_losses[1] < trained.step_losses[0]  # the same window, again
+    assert trained.eval_losses[-1] < trained.eval_losses[0]  # held out, too
+
+
+def test_the_trained_model_is_registered_keeps_its_metadata_and_answers(trained):
+    from kit.modelfile import read_facts
+
+    assert trained.name == "smollm2:135m-ft-test"
+    entry = installed()[trained.name]
+    assert entry["source"] == "finetune" and entry["base"] == "smollm2:135m"
+    facts = read_facts(trained.path)
+    assert facts.has_chat_template and facts.context_length == 8192  # not 256
+    [answer] = ask(trained.name, ["When is the library open on Sunday?"], max_tokens=16)
+    assert answer.strip()
+    for leftover in (".partial", ".trained", ".lock"):
+        assert not trained.path.with_name(trained.path.name + leftover).exists()
+
+
+def test_the_same_output_name_again_is_refused(trained):
+    with pytest.raises(errors.OutputExists, match="kit rm smollm2:135m-ft-test"):
+        finetune("smollm2:135m", bundled(), label="test", **TINY)
+
+
+def test_an_interrupted_run_leaves_no_file_and_no_name(trained, monkeypatch):
+    real, calls = lt.run_epoch, []
+
+    def stop_on_the_first_training_step(ctx, data, train, evaluate, n_train):
+        calls.append(n_train)
+        if n_train:  # 0 = an evaluation pass
+            raise KeyboardInterrupt
+        return real(ctx, data, train, evaluate, n_train)
+
+    monkeypatch.setattr(lt, "run_epoch", stop_on_the_first_training_step)
+    with pytest.raises(KeyboardInterrupt):
+        finetune("smollm2:135m", bundled(), label="stopped", **TINY)
+    assert calls == [0, 1]
+    assert "smollm2:135m-ft-stopped" not in installed()
+    folder = trained.path.parent
+    assert not [p.name for p in folder.iterdir() if "ft-stopped" in p.name]
+
+
+def test_cli_refuses_with_a_clear_message(starter_path, tmp_path, capsys):
+    from kit.cli import main
+
+    f = tmp_path / "model.txt"
+    f.write_bytes(b"\x00\x01binary")
+    assert main(["finetune", "smollm2:135m", "--data", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be training data" in err and ".jsonl" in err
+
+
+def test_bundled_general_knowledge_has_ten_questions():
+    items = json.loads(bundled("general").read_text())
+    assert len(items) == 10 and all(i["accept"] for i in items)
+
+
+def test_retention_counts_whole_answers_only(monkeypatch):
+    import kit.finetune as ft
+
+    items = json.loads(bundled("general").read_text())
+    answers = ["It is Paris."] + ["I do not know."] * 9
+    answers[6] = "A spider has 80 legs."  # "8" inside "80" is not eight
+    answers[7] = "Water freezes at -18.0°C."  # nor is the 0 of 18.0
+    answers[2] = "There are 7 days."
+    monkeypatch.setattr(ft, "ask", lambda model, qs, **kw: answers[:len(qs)])
+    score, rows = ft.retention("any")
+    assert score == 2 and len(rows) == len(items)
