@@ -57,8 +57,8 @@ def voila(name, tmp_path):
                 proc.kill()
 
 
-def open_dashboard(browser, url, selector):
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+def open_dashboard(browser, url, selector, width=1200):
+    page = browser.new_page(viewport={"width": width, "height": 900})
     # Offline, the icon font from a CDN never loads: do not wait for "load".
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_selector(selector, timeout=READY_S)
@@ -76,16 +76,57 @@ def reply_length(page) -> int:
     return lengths[-1] if lengths else 0
 
 
+PROMPT_BOX = ".kit-chat-prompt textarea"
+NEWEST_VISIBLE = """() => {
+    const log = document.querySelector('.kit-chat-log');
+    const bubbles = log.querySelectorAll('.kit-msg');
+    const last = bubbles[bubbles.length - 1].getBoundingClientRect();
+    const box = log.getBoundingClientRect();
+    return last.bottom <= box.bottom + 2 && last.bottom >= box.top;
+}"""
+
+
+def type_and_send(page, text):
+    """Type like a person in a hurry (20 ms a key), then Enter; what the box showed."""
+    page.locator(PROMPT_BOX).press_sequentially(text, delay=20)
+    shown = page.input_value(PROMPT_BOX)
+    page.press(PROMPT_BOX, "Enter")
+    return shown
+
+
+def user_bubbles(page):
+    return page.eval_on_selector_all(".kit-chat-user", "els => els.map("
+                                     "e => e.innerText.replace(/^You:\\s*/, ''))")
+
+
 def test_chat_streams_stops_and_exports(browser, tmp_path):
     exports = tmp_path / "exports"
-    prompt = "Tell me a long story about a library and its cat."
+    first_prompt = "Say hello to a library in two sentences."
+    # long enough that the log must scroll on a narrow page
+    prompt = ("Tell me a long story about a library and its cat. The cat sleeps "
+              "on the returns desk and guards the rare books at night.")
     with voila("chat", tmp_path) as url:
-        page = open_dashboard(browser, url, ".kit-chat-prompt input")
+        page = open_dashboard(browser, url, PROMPT_BOX, width=420)
         page.wait_for_function("document.querySelector('.kit-chat-status')"
                                ".innerText.includes('Ready')", timeout=READY_S)
         page.fill(".kit-chat-folder input", str(exports))
-        page.fill(".kit-chat-prompt input", prompt)
-        page.press(".kit-chat-prompt input", "Enter")  # Enter sends
+        # the first text field is the message box, not the system prompt
+        assert page.eval_on_selector("textarea, input[type=text]",
+                                     "e => e.closest('.kit-chat-prompt') !== null")
+        shown = type_and_send(page, first_prompt)  # Enter sends
+        assert shown == first_prompt
+        page.wait_for_function("document.querySelector('.kit-chat-assistant')"
+                               "?.innerText.length > 20", timeout=60_000)
+        # no need to wait for all of it (it may have ended already)
+        page.eval_on_selector(".kit-chat-stop", "b => b.disabled || b.click()")
+        page.wait_for_selector(".kit-chat-send:not([disabled])", timeout=30_000)
+        assert user_bubbles(page) == [first_prompt]
+        assert page.input_value(PROMPT_BOX) == ""  # box cleared, nothing left over
+        shown = type_and_send(page, prompt)  # a second message: not merged
+        assert shown == prompt
+        page.wait_for_function("document.querySelectorAll('.kit-chat-user')"
+                               ".length === 2", timeout=30_000)
+        assert user_bubbles(page) == [first_prompt, prompt]
         seen = [0]
         deadline = time.monotonic() + 120
         while len(seen) < 4 and time.monotonic() < deadline:
@@ -94,7 +135,12 @@ def test_chat_streams_stops_and_exports(browser, tmp_path):
                 seen.append(n)
             time.sleep(0.05)
         assert len(seen) >= 4, f"the reply did not grow while streaming: {seen}"
-        assert page.input_value(".kit-chat-prompt input") == ""  # box cleared
+        assert page.input_value(PROMPT_BOX) == ""  # box cleared
+        # the log follows the answer: once it overflows, the newest is in view
+        page.wait_for_function("(() => { const l = document.querySelector("
+                               "'.kit-chat-log'); return l.scrollHeight > "
+                               "l.clientHeight + 40; })()", timeout=180_000)
+        assert page.evaluate(NEWEST_VISIBLE), "the newest answer is below the fold"
         page.click(".kit-chat-stop")
         page.wait_for_function("document.querySelector('.kit-chat-status')"
                                ".innerText.includes('stopped by you')", timeout=30_000)
@@ -102,6 +148,7 @@ def test_chat_streams_stops_and_exports(browser, tmp_path):
         final = reply_length(page)
         time.sleep(0.5)
         assert reply_length(page) == final  # nothing more arrives after Stop
+        assert page.evaluate(NEWEST_VISIBLE)
         shown = page.eval_on_selector_all(".kit-chat-assistant", "els => els.map("
                                           "e => e.innerText)")[-1]
         page.click(".kit-chat-export")
@@ -109,9 +156,11 @@ def test_chat_streams_stops_and_exports(browser, tmp_path):
         shot(page, "dashboard-chat")
     md = next(exports.glob("*.md")).read_text()
     data = json.loads(next(exports.glob("*.json")).read_text())
-    assert prompt in md
-    user, answer = data["turns"]
-    assert user == {**user, "role": "user", "content": prompt}
+    assert prompt in md and first_prompt in md
+    assert len(data["turns"]) == 4  # two questions, two (stopped) answers
+    said = [t["content"] for t in data["turns"] if t["role"] == "user"]
+    assert said == [first_prompt, prompt]  # exactly what was typed, one each
+    answer = data["turns"][-1]
     assert answer["role"] == "assistant" and answer["stats"]["stop_reason"] == "cancelled"
     assert answer["content"] in md and answer["content"][:20] in shown.replace("\n", " ")
     assert data["model"]["sha256"] == STARTER["sha256"]

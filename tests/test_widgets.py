@@ -6,6 +6,7 @@ own background threads, so the tests wait for them (`.wait()`).
 import json
 import time
 
+import ipywidgets as W
 import pytest
 
 from kit.arena import Contestant, Round, Tally, default_contestants
@@ -16,11 +17,14 @@ from kit.widgets.bench import BenchPanel, find_results
 from kit.widgets.chat import ChatWidget, markdown_html
 from kit.widgets.fit import FitWidget, verdict
 
-SUBMIT = {"event": "submit"}  # what the browser sends when Enter is pressed
+SUBMIT = {"event": "submit"}  # what the arena's box sends when Enter is pressed
 PNG = b"\x89PNG"
 
 
 def press_enter(widget, text):
+    if isinstance(widget, ChatWidget):  # its box gets the newline with the text
+        widget.prompt.value = text + "\n"
+        return
     widget.prompt.value = text
     widget._on_prompt_msg(widget.prompt, SUBMIT, [])
 
@@ -51,7 +55,7 @@ def chat(tmp_path):
 
 def test_enter_sends_and_the_reply_streams(chat):
     seen = record_replies(chat)
-    press_enter(chat, "What is the capital of France?")
+    press_enter(chat, "What is the capital of France? Answer in one word.")
     assert chat.prompt.value == "" and chat.stop_button.disabled is False
     chat.wait()
     assert len(set(seen)) >= 3, "the reply should grow piece by piece"
@@ -62,6 +66,38 @@ def test_enter_sends_and_the_reply_streams(chat):
     assert "tokens used" in chat.context.value and chat.meter.value > 0
     assert "generated" in chat.status.value
     assert chat.send_button.disabled is False and chat.stop_button.disabled is True
+
+
+def test_enter_while_answering_keeps_the_text_and_says_why(chat):
+    chat.max_tokens.value = 64
+    press_enter(chat, "Count to twenty.")
+    press_enter(chat, "Second question")
+    assert chat.prompt.value == "Second question"  # kept, newline dropped
+    assert "Still answering" in chat.status.value
+    chat.wait()
+    assert sum(t["role"] == "user" for t in chat.conv.turns) == 1
+
+
+def test_a_message_too_long_says_what_the_page_can_do(tmp_path):
+    chat = ChatWidget(n_ctx=256, max_tokens=16, folder=tmp_path)
+    press_enter(chat, "library " * 400)
+    chat.wait()
+    error = chat.history.children[-1]
+    assert "kit-chat-error" in error._dom_classes
+    assert "Shorten the message" in error.value and "n_ctx" not in error.value
+    assert chat.conv.turns == []
+
+
+def test_the_message_box_comes_before_the_system_prompt(chat):
+    texts = []
+
+    def walk(w):
+        if isinstance(w, (W.Text, W.Textarea)):
+            texts.append(w)
+        for child in getattr(w, "children", ()):
+            walk(child)
+    walk(chat)
+    assert texts[0] is chat.prompt and chat.system in texts
 
 
 def test_send_button_uses_the_system_prompt_and_settings(chat):

@@ -18,7 +18,7 @@ import time
 import ipywidgets as W
 
 from kit.chat import RESERVE, Conversation, default_folder, export
-from kit.errors import KitError
+from kit.errors import KitError, PromptTooLong
 
 UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
 _STYLE = """<style>
@@ -86,13 +86,21 @@ class ChatWidget(W.VBox):
                                  placeholder="How the model should behave, e.g. "
                                  "'Answer in one short sentence.'",
                                  layout=W.Layout(width="98%"))
-        self.history = W.VBox(layout=W.Layout(max_height="420px", overflow="auto",
-                                          border="1px solid #ddd", padding="4px",
-                                          min_height="80px"))
-        # Enter sends: the text box reports Enter as a "submit" message.
-        self.prompt = W.Text(placeholder="Type a message and press Enter",
-                             continuous_update=True, layout=W.Layout(flex="1"))
-        self.prompt.on_msg(self._on_prompt_msg)
+        # the bubbles, oldest first; never shrunk, so the box around scrolls
+        self.history = W.VBox(layout=W.Layout(flex="0 0 auto", overflow="visible"))
+        # The log shows the newest bubble: a scroll box laid out bottom-up
+        # (column-reverse) stays anchored at its end while the answer grows.
+        self.scroller = W.Box([self.history], layout=W.Layout(
+            max_height="420px", min_height="80px", overflow="auto",
+            flex_flow="column-reverse", border="1px solid #ddd", padding="4px"))
+        # Enter sends. The box is a one-line text area: Enter adds a newline
+        # to the text, and text and newline reach the kernel in one update.
+        # (A Text box's separate "submit" message can overtake the last
+        # keystrokes when typing fast, sending a cut or an older message.)
+        self.prompt = W.Textarea(placeholder="Type a message and press Enter",
+                                 rows=1, continuous_update=True,
+                                 layout=W.Layout(flex="1"))
+        self.prompt.observe(self._on_prompt_change, "value")
         self.send_button = W.Button(description="Send", button_style="primary")
         self.stop_button = W.Button(description="Stop", button_style="danger", disabled=True)
         self.reset_button = W.Button(description="Reset")
@@ -106,7 +114,8 @@ class ChatWidget(W.VBox):
         self.exported = W.HTML()
         for widget, name in [(self.prompt, "prompt"), (self.send_button, "send"),
                              (self.stop_button, "stop"), (self.reset_button, "reset"),
-                             (self.history, "log"), (self.status, "status"),
+                             (self.scroller, "log"), (self.status, "status"),
+                             (self.system, "system"),
                              (self.context, "context"), (self.exported, "exported"),
                              (self.export_button, "export"), (self.folder, "folder")]:
             widget.add_class(f"kit-chat-{name}")
@@ -116,12 +125,13 @@ class ChatWidget(W.VBox):
         self.export_button.on_click(lambda _b: self.export())
         self.model_pick.observe(lambda _change: threading.Thread(
             target=self._preload, daemon=True).start(), "value")
+        # The message box is the first text field; the system prompt follows.
         super().__init__([
             W.HTML(_STYLE), W.HBox([self.model_pick, self.temperature, self.max_tokens]),
-            self.system, self.history,
+            self.scroller,
             W.HBox([self.prompt, self.send_button, self.stop_button, self.reset_button]),
             W.HBox([W.Label("Context"), self.meter, self.context]), self.status,
-            W.HBox([self.folder, self.export_button]), self.exported], **kw)
+            self.system, W.HBox([self.folder, self.export_button]), self.exported], **kw)
         self.add_class("kit-chat")
         if preload:  # load while the learner types, so the first answer is quick
             threading.Thread(target=self._preload, daemon=True).start()
@@ -174,9 +184,18 @@ class ChatWidget(W.VBox):
         return md, js
 
     # -- inside -------------------------------------------------------------
-    def _on_prompt_msg(self, _widget, content, _buffers):
-        if content.get("event") == "submit":
-            self.ask()
+    def _on_prompt_change(self, change) -> None:
+        """Enter pressed (a newline arrived): send the text the box showed."""
+        text = change["new"]
+        if "\n" not in text:
+            return
+        if self.busy:  # keep the text, drop the newline, say why nothing happened
+            self.prompt.value = " ".join(text.split("\n")).strip()
+            self.status.value = ("Still answering: wait, or press Stop, then "
+                                 "press Enter again.")
+            return
+        if not self.ask(text.replace("\n", " ")):
+            self.prompt.value = ""  # only newlines: nothing to send
 
     def _add(self, kind: str, body_html: str) -> W.HTML:
         item = W.HTML(_bubble(kind, body_html))
@@ -237,14 +256,20 @@ class ChatWidget(W.VBox):
                 self._add("notice", html.escape(note))
             self.status.value = html.escape(self.stream.stats.line())
             self._show_usage()
+        except PromptTooLong as exc:  # the page cannot change n_ctx: say what it can do
+            self._add("error", html.escape(
+                f"This message takes {exc.n_prompt} tokens with the system prompt, "
+                f"more than the model's context window of {exc.n_ctx}. Shorten the "
+                "message or the system prompt, or send it in parts."))
+            self.status.value = "Not answered: the reason is the last message in the chat."
         except KitError as exc:
             self._add("error", html.escape(str(exc)))
-            self.status.value = "Not answered: see the message above."
+            self.status.value = "Not answered: the reason is the last message in the chat."
         except Exception as exc:  # never let a thread die silently
             self._add("error", html.escape(f"{type(exc).__name__}: {exc}. Press Reset "
                                            "and try again; if it repeats, restart "
                                            "the kernel."))
-            self.status.value = "Not answered: see the message above."
+            self.status.value = "Not answered: the reason is the last message in the chat."
         finally:
             self.stream = None
             self.send_button.disabled, self.stop_button.disabled = False, True
