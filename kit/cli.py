@@ -5,8 +5,18 @@ import argparse
 import json
 import sys
 
-from kit.errors import KitError
+from kit.errors import KitError, NoSchemaSupport, RegistryDamaged
 from kit.util import human_size, text_table
+import kit.commands
+from kit.chat import Conversation
+from kit.doctor import format_report, run_checks
+from kit.engines import load
+from kit.engines.base import Sampling
+from kit.modelfile import read_facts
+from kit.models.pull import pull
+from kit.models.registry import check_registry, list_models, move_aside, resolve
+from kit.models.starter import install_starter
+from kit.structured import load_schema
 
 HELP_CHAT = """Commands:
   /set temperature 0.2   change a sampling setting (temperature, top_p, top_k,
@@ -46,15 +56,11 @@ def _sampling(a) -> dict:
 
 
 def _load(a, quiet=False):
-    from kit.engines import load
-
     return load(a.model, n_ctx=a.ctx, n_threads=a.threads, n_gpu_layers=a.gpu_layers,
                 check_fit=not a.force, quiet=quiet)
 
 
 def cmd_doctor(a) -> int:
-    from kit.doctor import format_report, run_checks
-
     checks = run_checks(hub_timeout=a.timeout)
     if a.json:
         print(json.dumps([c.__dict__ for c in checks], indent=2))
@@ -63,12 +69,29 @@ def cmd_doctor(a) -> int:
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 
-def cmd_setup(a) -> int:
-    from kit.models.starter import install_starter
+def _reset_damaged_list(reset: bool) -> None:
+    """A damaged model list: move it aside when asked (flag, or a yes)."""
 
+    try:
+        check_registry()
+        return
+    except RegistryDamaged as exc:
+        if not reset:
+            if not sys.stdin.isatty():
+                raise
+            print(f"{exc}\n")
+            if input("Move it aside and start a new list now? [y/N] "
+                     ).strip().lower() not in ("y", "yes"):
+                raise
+    where = move_aside()
+    if where:
+        print(f"Moved the damaged model list to {where}; starting a new one.")
+
+
+def cmd_setup(a) -> int:
+    _reset_damaged_list(a.reset_list)  # before any download
     install_starter(force=a.force)
     if a.with_models:  # extra models, e.g. qwen2.5-coder:1.5b, all-minilm:l6-v2
-        from kit.models.pull import pull
 
         for name in a.with_models:
             pull(name)
@@ -76,8 +99,6 @@ def cmd_setup(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from kit.models.registry import list_models
-
     rows = list_models()
     if a.json:
         print(json.dumps(rows, indent=2))
@@ -92,17 +113,13 @@ def cmd_list(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from kit.modelfile import read_facts
-    from kit.models.registry import resolve
-
     facts = read_facts(resolve(a.model).path)
     if a.json:
         print(json.dumps(facts.to_dict(), indent=2))
         return 0
     print(facts.summary())
     for row in facts.quant_summary:
-        d = row if isinstance(row, dict) else row.__dict__
-        print(f"  {d['type']:<8} {d['tensors']:>4} tensors  {human_size(d['bytes']):>8}")
+        print(f"  {row.type:<8} {row.tensors:>4} tensors  {human_size(row.bytes):>8}")
     return 0
 
 
@@ -110,13 +127,11 @@ def cmd_run(a) -> int:
     prompt = a.prompt if a.prompt is not None else sys.stdin.read()
     extra = {}
     if a.json_schema:  # checked before loading: a bad file fails fast
-        from kit.structured import load_schema
 
         extra["json_schema"] = load_schema(a.json_schema)
     model = _load(a, quiet=a.json or bool(extra))  # stdout: the JSON alone
     if extra and not model.capabilities.get("json_schema"):
-        raise KitError(f"The {model.engine_name} engine cannot follow a JSON "
-                       "schema; use a llama.cpp model for --json-schema.")
+        raise NoSchemaSupport(engine=model.engine_name)
     if a.raw:
         stream = model.generate(prompt, **_sampling(a), **extra)
     else:
@@ -140,8 +155,6 @@ def cmd_run(a) -> int:
 
 
 def _chat_set(conv, opts, line) -> str:
-    from kit.engines.base import Sampling
-
     parts = line.split(None, 2)
     if len(parts) < 3:
         return "Usage: /set NAME VALUE  (see /help)"
@@ -164,8 +177,6 @@ def _chat_set(conv, opts, line) -> str:
 
 
 def cmd_chat(a) -> int:
-    from kit.chat import Conversation
-
     model = _load(a)
     conv = Conversation(system=a.system or "")
     opts = {k: v for k, v in _sampling(a).items() if v is not None}
@@ -219,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_doctor)
     s = sub.add_parser("setup", help="install and verify the starter model")
     s.add_argument("--force", action="store_true", help="fetch it again")
+    s.add_argument("--reset-list", action="store_true",
+                   help="move a damaged model list (models.json) aside first")
     s.add_argument("--with", dest="with_models", action="append", metavar="MODEL",
                    help="also install this model (repeatable): qwen2.5-coder:1.5b, "
                    "all-minilm:l6-v2, or any `kit pull` name")
@@ -254,8 +267,6 @@ def _register_command_modules(sub) -> None:
     """Let each module in kit/commands/ add its verbs."""
     import importlib
     import pkgutil
-
-    import kit.commands
 
     for info in sorted(pkgutil.iter_modules(kit.commands.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"kit.commands.{info.name}")

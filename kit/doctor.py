@@ -10,6 +10,7 @@ from kit.errors import BadParameter, KitError
 from kit.engines import engine_capabilities
 from kit.machine import GIB, OPTIONAL, REQUIRED, hub_reachable, machine_facts
 from kit.models.starter import starter_status
+from kit.models.registry import check_registry
 
 STATUSES = ("OK", "WARN", "FAIL")
 _REINSTALL = "pip install --force-reinstall --no-cache-dir llama-cpp-python"
@@ -158,6 +159,16 @@ def _check_starter(answer) -> Check:
     return _line("Starter model", "OK" if ok else "WARN", detail, FIXES["starter"])
 
 
+def _check_registry() -> Check:
+    """The model list (models.json): readable, or damaged with the way out."""
+
+    try:
+        n = check_registry()
+    except KitError as exc:  # RegistryDamaged: its message says what to do
+        return Check("Model list", "FAIL", str(exc))
+    return Check("Model list", "OK", f"{n} model{'s' * (n != 1)} registered")
+
+
 def run_checks(hub_timeout: float = 2.0, facts: dict | None = None) -> list[Check]:
     """Check this machine, one Check per line; pass facts to judge others.
 
@@ -176,7 +187,7 @@ def run_checks(hub_timeout: float = 2.0, facts: dict | None = None) -> list[Chec
     proxies = facts.get("proxies") or []
     reason += f" (proxies: {', '.join(proxies)})" if proxies else ""
     checks.append(_line("Hub reachable", "OK" if ok else "WARN", reason, FIXES["hub"]))
-    return checks + [_check_starter(facts.get("starter"))]
+    return checks + [_check_registry(), _check_starter(facts.get("starter"))]
 
 
 def worst(checks: list[Check]) -> str:

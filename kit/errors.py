@@ -9,9 +9,20 @@ from __future__ import annotations
 
 
 class KitError(Exception):
-    """Base class: the message already says what to do next."""
+    """Base class: the message already says what to do next.
+
+    A subclass may give its message as a `template` filled from keyword
+    arguments, which also become attributes: NoSuchTensor(tensor="x", names="a").
+    """
 
     exit_code = 1
+    template = ""
+
+    def __init__(self, *args, **fields):
+        if self.template and not args:
+            args = (self.template.format(**fields),)
+        super().__init__(*args)
+        self.__dict__.update(fields)
 
 
 class ModelNotFound(KitError):
@@ -34,9 +45,10 @@ class RegistryDamaged(SetupFailed):
 
     def __init__(self, path, exc: Exception):
         super().__init__(
-            f"The model list {path} is damaged ({exc}). Move it aside (for "
-            f"example `mv {path} {path}.bad`) and run `kit setup`; then `kit "
-            "import` your own files again. Your model files stay on disk."
+            f"The model list {path} is damaged ({exc}). Run `kit setup "
+            "--reset-list`: it keeps the damaged file beside it (dated), starts "
+            "a new list and installs the starter model; then `kit import` your "
+            "own files again. Your model files stay on disk."
         )
         self.path = path
 
@@ -379,6 +391,108 @@ class ServerBusy(KitError):
         self.retry_after = retry_after
 
 
+class RemoteError(KitError):
+    """The server is down, too slow, or answered something unexpected."""
+
+
+class BadRequest(ValueError):
+    """A request the server understands but cannot serve (HTTP 400)."""
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer began."""
+
+
+class NoSchemaSupport(KitError):
+    template = ("The {engine} engine cannot follow a JSON schema; use a llama.cpp "
+                "model for --json-schema.")
+
+
+# ---- engines, comparing, measuring (kit.compare, kit.bench, kit.evaluate) ----
+
+class UnknownEngine(KitError):
+    template = ("Unknown engine {engine!r} in {spec!r}. Write NAME@ENGINE with ENGINE "
+                "one of {choices}, or NAME@http://HOST:PORT for a model server.")
+
+
+class ListedTwice(KitError):
+    template = "{label} is listed twice; compare each model once."
+
+
+class NoSuchTensor(KitError):
+    template = ("No tensor {tensor!r} in this model. Some of its names: {names}, ... "
+                "(all of them: kit.gguf_check.scan(path).tensors)")
+
+
+class DecodeFailed(KitError):
+    template = ("llama.cpp could not evaluate {n} tokens (code {code}). Lower "
+                "--pp/--tg or load with a larger context.")
+
+
+class BenchNeedsLlamaCpp(KitError):
+    template = ("kit.bench measures 'pp' or 'tg' on llama.cpp engines, not {test!r} "
+                "on {engine!r}: load the model with engine='llamacpp'.")
+
+
+class NotABenchFile(KitError):
+    template = ("{path} is not a kit benchmark file ({problem}). Make one with "
+                "`kit bench MODEL --json > FILE`.")
+
+
+class LoadFailed(KitError):
+    template = "llama.cpp could not load {path}: {problem}. Check it with `kit info`."
+
+
+class NothingToEvaluate(KitError):
+    template = "No models to evaluate. Name at least one, e.g. smollm2:135m."
+
+
+class OtherTokens(KitError):
+    template = ("{name} reads the text as other tokens than {reference}: KL divergence "
+                "compares two versions of the same model. Compare these by "
+                "perplexity alone.")
+
+
+# ---- chat and dashboards (kit.chat, kit dashboard) ---------------------------
+
+class EmptyMessage(KitError):
+    template = "The message is empty: type a question first."
+
+
+class FolderNotWritable(KitError):
+    template = ("Cannot {what} {folder} ({problem}). Choose a folder you can write "
+                "to, e.g. your home folder.")
+
+
+class UnknownDashboard(KitError):
+    template = "No dashboard named {name!r}. Choose one of: {choices}."
+
+
+class DashboardMissing(KitError):
+    template = ("The dashboard notebook {path} is missing. Run `kit dashboard` from a "
+                "copy of the kit's repository (the notebooks are not part of the "
+                "installed package).")
+
+
+class NoFreePort(KitError):
+    template = "No free port between {first} and {last}: pass another one with --port."
+
+
+class DashboardPortBusy(KitError):
+    template = ("Port {port} is in use: choose another with --port, or leave --port "
+                "out to pick a free one.")
+
+
+class VoilaStopped(KitError):
+    template = ("Voila stopped at once (exit code {code}); its messages are above. "
+                "Check that `python -m voila --version` works.")
+
+
+class VoilaTimedOut(KitError):
+    template = ("Voila did not answer on {url} within {timeout:.0f} s. Try again; if "
+                "it repeats, run `python -m voila` to see why.")
+
+
 # ---- self-check quizzes (kit.quiz) -------------------------------------------
 
 class QuizNotFound(KitError):
@@ -547,45 +661,9 @@ class TrainingInProgress(KitError):
 
 
 class NoFillInMiddle(KitError):
-    def __init__(self, model: str, missing: list[str]):
+    def __init__(self, model: str, problem: str):
         super().__init__(
-            f"The model {model!r} cannot fill in the middle: its vocabulary has "
-            f"no {', '.join(missing)} token. Use a code model trained for it, "
-            "such as qwen2.5-coder:1.5b, or send the prompt without a suffix."
+            f"The model {model!r} cannot fill in the middle: {problem}. Use a code "
+            "model trained for it, such as qwen2.5-coder:1.5b, with the llama.cpp "
+            "engine, or send the prompt without a suffix."
         )
-
-
-# ---- embeddings (kit.engines.embed) ------------------------------------------
-
-class NotAnEmbeddingModel(KitError):
-    def __init__(self, name: str):
-        super().__init__(
-            f"{name} is a chat model: it writes text, it does not make embeddings. "
-            "Load an embedding model for that: kit.load(\"all-minilm:l6-v2\") "
-            "(install it once with `kit pull all-minilm:l6-v2`)."
-        )
-        self.name = name
-
-
-class NotAChatModel(KitError):
-    def __init__(self, name: str):
-        super().__init__(
-            f"{name} is an embedding model: it turns text into numbers "
-            "(model.embed(texts), `kit embed`), it cannot chat or write. Load a "
-            "chat model for that, such as smollm2:135m or qwen2.5-coder:1.5b."
-        )
-        self.name = name
-
-
-class TextTooLongToEmbed(KitError):
-    def __init__(self, index: int, n_tokens: int, limit: int, name: str):
-        super().__init__(
-            f"Text #{index} is {n_tokens} tokens long; {name} reads at most "
-            f"{limit}. Split it into smaller chunks, or pass truncate=True to "
-            "embed only its beginning (the kit then says which texts were cut)."
-        )
-        self.index, self.n_tokens, self.limit = index, n_tokens, limit
-
-
-class EmbeddingTruncated(UserWarning):
-    """Some texts were cut to the embedding model's context (a warning)."""

@@ -38,11 +38,16 @@ class ModelRef:
 def _load_registry() -> dict:
     path = get_settings().registry_path
     try:
-        return json.loads(path.read_text())
+        reg = json.loads(path.read_text())
     except FileNotFoundError:
         return {"models": {}}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RegistryDamaged(path, exc) from exc
+    if not isinstance(reg, dict) or not isinstance(reg.get("models"), dict) or \
+            not all(isinstance(m, dict) and isinstance(m.get("path"), str)
+                    for m in reg["models"].values()):
+        raise RegistryDamaged(path, ValueError("not a list of models"))
+    return reg
 
 
 def _save_registry(reg: dict) -> None:
@@ -52,14 +57,41 @@ def _save_registry(reg: dict) -> None:
                       json.dumps(reg, indent=2, sort_keys=True))
 
 
-@contextmanager
-def editing():
-    """Read, change and save the registry under a file lock (many processes)."""
+def _lock():
     from filelock import FileLock
 
     path = get_settings().registry_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=60):
+    return FileLock(str(path) + ".lock", timeout=60)
+
+
+def check_registry() -> int:
+    """The number of registered models; RegistryDamaged if the list is unreadable."""
+    return len(_load_registry().get("models", {}))
+
+
+def move_aside() -> Path | None:
+    """Rename a damaged models.json (kept, dated) so a new list can start.
+
+    Returns where the old file went, or None when the list was sound.
+    """
+    path = get_settings().registry_path
+    with _lock():
+        try:
+            _load_registry()
+            return None
+        except RegistryDamaged:
+            pass
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        dest = path.with_name(f"{path.name}.damaged-{stamp}")
+        os.replace(path, dest)
+        return dest
+
+
+@contextmanager
+def editing():
+    """Read, change and save the registry under a file lock (many processes)."""
+    with _lock():
         reg = _load_registry()
         yield reg
         _save_registry(reg)
