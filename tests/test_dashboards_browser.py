@@ -168,11 +168,11 @@ def test_chat_streams_stops_and_exports(browser, tmp_path):
 
 def test_arena_blind_vote(browser, tmp_path):
     with voila("arena", tmp_path) as url:
-        page = open_dashboard(browser, url, ".kit-arena-prompt input")
+        page = open_dashboard(browser, url, ".kit-arena-prompt textarea")
         headers = page.eval_on_selector_all(".kit-arena-header", "e => e.map(x => x.innerText)")
         assert headers == ["Model A", "Model B"]  # blind: no names yet
-        page.fill(".kit-arena-prompt input", "Name one colour, in one word.")
-        page.press(".kit-arena-prompt input", "Enter")
+        page.fill(".kit-arena-prompt textarea", "Name one colour, in one word.")
+        page.press(".kit-arena-prompt textarea", "Enter")
         page.wait_for_function(
             "[...document.querySelectorAll('.kit-arena-speed')]"
             ".every(e => e.innerText.includes('tok/s'))", timeout=240_000)
@@ -243,3 +243,32 @@ def test_bad_dashboard_name_and_busy_port():
         out = subprocess.run([sys.executable, "-m", "kit", "dashboard", "fit",
                               "--port", str(busy)], capture_output=True, text=True)
     assert out.returncode == 1 and f"Port {busy} is in use" in out.stderr
+
+
+def test_documents_index_ask_and_see_sources(browser, tmp_path, embedding_model_path):
+    folder = tmp_path / "my documents"
+    folder.mkdir()
+    (folder / "loans.md").write_text("DVDs can be borrowed for 7 days and renewed "
+                                     "once. Books are lent for 21 days.")
+    (folder / "hours.txt").write_text("The library opens at 9 am and closes at 8 pm "
+                                      "from Monday to Thursday.")
+    (folder / "photo.txt").write_bytes(bytes(64))  # binary, with a text extension
+    with voila("documents", tmp_path) as url:
+        page = open_dashboard(browser, url, ".kit-docs-folder input")
+        page.fill(".kit-docs-folder input", str(folder))
+        page.click(".kit-docs-index")
+        page.wait_for_selector(".kit-docs-report:has-text('Indexed 2 files')",
+                               timeout=120_000)
+        assert "photo.txt: looks binary" in page.inner_text(".kit-docs-report")
+        assert page.eval_on_selector(".kit-docs-progress .progress-bar, "
+                                     ".kit-docs-progress [role=progressbar]",
+                                     "e => e.style.width || e.getAttribute('aria-valuenow')")
+        page.select_option(".kit-docs-model select", label="smollm2:135m")  # quick
+        page.wait_for_selector(".kit-docs-ask:not([disabled])", timeout=10_000)
+        page.fill(".kit-docs-question input", "How long can I borrow a DVD?")
+        page.click(".kit-docs-ask")
+        page.wait_for_selector(".kit-docs-sources:has-text('[1] loans.md')",
+                               timeout=180_000)
+        assert page.inner_text(".kit-docs-answer").strip()
+        assert "[1] (loans.md, line 1)" in page.input_value(".kit-docs-prompt textarea")
+        shot(page, "dashboard-documents")

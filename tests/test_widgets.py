@@ -17,16 +17,12 @@ from kit.widgets.bench import BenchPanel, find_results
 from kit.widgets.chat import ChatWidget, markdown_html
 from kit.widgets.fit import FitWidget, verdict
 
-SUBMIT = {"event": "submit"}  # what the arena's box sends when Enter is pressed
 PNG = b"\x89PNG"
 
 
 def press_enter(widget, text):
-    if isinstance(widget, ChatWidget):  # its box gets the newline with the text
-        widget.prompt.value = text + "\n"
-        return
-    widget.prompt.value = text
-    widget._on_prompt_msg(widget.prompt, SUBMIT, [])
+    """What the browser sends: the text and Enter's newline, in one update."""
+    widget.prompt.value = text + "\n"
 
 
 def record_replies(chat):
@@ -239,6 +235,18 @@ def test_arena_widget_blind_round(tmp_path):
     assert arena.tally.rounds == 1 and "1 round(s)" in arena.table.value
     arena.vote(0)  # a second vote on the same round is refused
     assert arena.tally.rounds == 1 and "one vote per round" in arena.result.value
+
+
+def test_arena_defaults_ignore_copies_other_notebooks_left(kit_home, starter_path):
+    from kit.models.registry import register
+
+    register("smollm2:135m", starter_path, source="starter")
+    register("smollm2:135m-ct", starter_path, engine="ctransformers")
+    register("smollm2:135m-q8_0", starter_path, source="quantize")
+    arena = ArenaWidget()
+    assert [(c.model, c.temperature) for c in arena.contestants()] == [
+        ("smollm2:135m", 0.2), ("smollm2:135m", 1.2)]  # as the page says
+    assert "smollm2:135m-ct" in arena.pickers[0].options  # still choosable
 
 
 def test_arena_stop_skips_the_columns_still_waiting():

@@ -27,9 +27,14 @@ class ArenaWidget(W.VBox):
     def __init__(self, contestants: list[Contestant] | None = None, n: int = 2,
                  blind: bool = False, max_tokens: int = 128, **kw):
         from kit.models.registry import installed
+        from kit.settings import get_settings
 
         names = list(installed())
-        contestants = contestants or default_contestants(names, n)
+        # By default the default model against itself at two temperatures: a
+        # copy or variant another notebook left installed never changes that.
+        default = get_settings().default_model
+        contestants = contestants or default_contestants(
+            [default if default in names or not names else names[0]], n)
         names = sorted(set(names) | {c.model for c in contestants})
         self.tally, self.round, self.stream = Tally(), None, None
         self._thread: threading.Thread | None = None
@@ -40,9 +45,12 @@ class ArenaWidget(W.VBox):
                                          description="temperature")
                       for c in contestants]
         self.seeds = [c.seed for c in contestants]
-        self.prompt = W.Text(placeholder="One prompt for every contestant; Enter asks",
-                             continuous_update=True, layout=W.Layout(flex="1"))
-        self.prompt.on_msg(self._on_prompt_msg)
+        # Enter adds a newline, which reaches the kernel with the text (see
+        # kit.widgets.chat: a separate "submit" message can overtake keys).
+        self.prompt = W.Textarea(placeholder="One prompt for every contestant; "
+                                 "Enter asks", rows=1, continuous_update=True,
+                                 layout=W.Layout(flex="1"))
+        self.prompt.observe(self._on_prompt_change, "value")
         self.ask_button = W.Button(description="Ask all", button_style="primary")
         self.stop_button = W.Button(description="Stop", button_style="danger",
                                     disabled=True)
@@ -143,9 +151,11 @@ class ArenaWidget(W.VBox):
         self.table.value = self._table_html()
 
     # -- inside -------------------------------------------------------------
-    def _on_prompt_msg(self, _widget, content, _buffers):
-        if content.get("event") == "submit":
-            self.ask()
+    def _on_prompt_change(self, change) -> None:
+        if "\n" in change["new"]:  # Enter: ask, and keep the prompt for the next round
+            text = " ".join(change["new"].split("\n")).strip()
+            self.prompt.value = text
+            self.ask(text)
 
     def _table_html(self) -> str:
         t = self.tally
