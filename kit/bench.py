@@ -20,8 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from kit.errors import BadParameter, KitError, NoGpuSupport
+from kit.errors import (BadParameter, BenchNeedsLlamaCpp, DecodeFailed, NoGpuSupport,
+                        NotABenchFile)
 from kit.util import atomic_write_text
+from kit.engines import _LOADED, load
+from kit.engines.llamacpp import gpu_offload_supported, import_llama_cpp
+from kit.machine import cpu_model_and_flags, nvidia_gpus
+from kit.modelfile import read_facts, scan
+from kit.models.registry import resolve
+from kit.settings import get_settings
 
 COLUMNS = ["model", "quantization", "file_bytes", "threads", "gpu_layers",
            "backend", "test", "n_tokens", "n_cached", "reps", "tps_mean",
@@ -83,7 +90,6 @@ def bytes_per_token(path) -> int:
     Every weight matrix is read once per token, except the token-embedding
     table: one row of it is looked up, unless the output layer shares it.
     """
-    from kit.modelfile import scan
 
     tensors = scan(path).tensors
     names = {t.name for t in tensors}
@@ -123,12 +129,10 @@ class Decoder:
     def __init__(self, engine, seed: int = 42):
         import numpy as np
 
-        from kit.engines.llamacpp import import_llama_cpp
-
         self.lib = lib = import_llama_cpp()
         self.llm = engine.llm
         self.ctx = engine.llm.ctx
-        vocab = engine.llm._model.vocab
+        vocab = engine.vocab
         self.bos = lib.llama_vocab_bos(vocab) if lib.llama_vocab_get_add_bos(vocab) else None
         key = str(engine.path)
         if key not in _ORDINARY:  # like llama-bench, but never a special token
@@ -159,8 +163,7 @@ class Decoder:
     def _decode(self, arr, n: int) -> None:
         rc = self.lib.llama_decode(self.ctx, self.lib.llama_batch_get_one(arr, n))
         if rc != 0:
-            raise KitError(f"llama.cpp could not evaluate {n} tokens (code {rc}). "
-                           "Lower --pp/--tg or load with a larger context.")
+            raise DecodeFailed(n=n, code=rc)
 
     def pp(self, n: int) -> float:
         """Seconds to read n tokens in batches (the prompt)."""
@@ -186,9 +189,7 @@ class Decoder:
 def measure(engine, test: str, n: int, reps: int = 3, seed: int = 42) -> dict:
     """Time one test ('pp' or 'tg') on a loaded llama.cpp engine."""
     if getattr(engine, "engine_name", "") != "llama.cpp" or test not in ("pp", "tg"):
-        raise KitError(f"kit.bench measures 'pp' or 'tg' on llama.cpp engines, not "
-                       f"{test!r} on {getattr(engine, 'engine_name', engine)!r}: "
-                       "load the model with engine='llamacpp'.")
+        raise BenchNeedsLlamaCpp(test=test, engine=getattr(engine, "engine_name", engine))
     dec = Decoder(engine, seed)
     run = dec.pp if test == "pp" else dec.tg
     dec.clear()
@@ -211,17 +212,11 @@ def run_bench(models=None, threads=None, gpu_layers=(0,), n_prompt: int = 128,
               bandwidth: float | None = None, measure_bandwidth: bool = True,
               quiet: bool = False):
     """Measure pp and tg for each model x threads x GPU layers: a DataFrame."""
-    from kit.engines.llamacpp import gpu_offload_supported, import_llama_cpp
 
     # llama.cpp's libraries first, numpy (pandas) after: on one CUDA machine
     # the other order crashed loads with 0 GPU layers.
     import_llama_cpp()
     import pandas as pd
-
-    from kit.engines import _LOADED, load
-    from kit.modelfile import read_facts
-    from kit.settings import get_settings
-    from kit.models.registry import resolve
 
     models = [models] if models is None or isinstance(models, (str, Path)) else list(models)
     threads = parse_list(threads if threads is not None else get_settings().n_threads)
@@ -290,8 +285,6 @@ def machine_meta(bandwidth: float | None = None) -> dict:
     """Where and when: date, CPU, GPU, versions (stored with the results)."""
     from importlib import metadata
 
-    from kit.machine import _cpu_model_and_flags, nvidia_gpus
-
     def version(dist):
         try:
             return metadata.version(dist)
@@ -299,7 +292,7 @@ def machine_meta(bandwidth: float | None = None) -> dict:
             return None
 
     return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": _cpu_model_and_flags()[0], "cores_logical": os.cpu_count(),
+            "cpu": cpu_model_and_flags()[0], "cores_logical": os.cpu_count(),
             "os": platform.platform(), "gpus": [g["name"] for g in nvidia_gpus()],
             "llama_cpp_python": version("llama-cpp-python") or _llama_version(),
             "bandwidth_gbs": bandwidth / 1e9 if bandwidth else None,
@@ -340,7 +333,6 @@ def load_results(path):
         data = json.loads(path.read_text())
         df = pd.DataFrame(data["rows"], columns=COLUMNS)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise KitError(f"{path} is not a kit benchmark file ({exc}). "
-                       "Make one with `kit bench MODEL --json > FILE`.") from exc
+        raise NotABenchFile(path=path, problem=exc) from exc
     df.attrs["meta"] = data.get("meta", {})
     return df

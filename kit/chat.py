@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kit.engines.base import Sampling, Stream
-from kit.errors import KitError, PromptTooLong
+from kit.errors import EmptyMessage, FolderNotWritable, PromptTooLong
 from kit.models.registry import installed
 from kit.util import atomic_write_text, remember_sha256, sha256_cached
+from kit import __version__
+from kit.settings import get_settings
 
 ROLES = ("system", "user", "assistant")
 RESERVE = 256  # tokens kept free for the answer when trimming
@@ -39,6 +41,10 @@ class ContextUsage:
         return max(0, self.n_ctx - self.used)
 
     def line(self) -> str:
+        if self.used > self.n_ctx:  # more than fits: say so in words
+            return (f"{self.used} tokens: {self.used - self.n_ctx} more than the "
+                    f"{self.n_ctx}-token context window holds; the oldest turns "
+                    "will be dropped at the next question")
         return (f"{self.used} of {self.n_ctx} tokens used, {self.left} left "
                 f"({self.reserve} kept free for the answer)")
 
@@ -100,13 +106,19 @@ class Conversation:
         `notices` (and the transcript), so it never happens silently.
         """
         budget = model.n_ctx - reserve
+        dropped, before = 0, None
         while True:
             used = len(model.tokenize(model.format_chat(self.messages)))
+            before = used if before is None else before
             if used <= budget or len(self.turns) <= 1:
                 break
-            dropped = self.turns.pop(0)
-            note = (f"Dropped the oldest {dropped['role']} turn to stay within the "
-                    f"context window ({used} of {model.n_ctx} tokens were in use).")
+            self.turns.pop(0)
+            dropped += 1
+        if dropped:  # one notice per trim, however many turns went
+            turns = "turn" if dropped == 1 else f"{dropped} turns"
+            note = (f"Dropped the oldest {turns} to make room for the answer: the "
+                    f"conversation took {before} tokens, the context window holds "
+                    f"{model.n_ctx} and {reserve} are kept free; now {used}.")
             self.notices.append(note)
             self.transcript.append({"role": "notice", "content": note, "time": _now()})
         if used > model.n_ctx - 1:
@@ -121,7 +133,7 @@ class Conversation:
         figures when the stream ends. Stop it with `.cancel()`.
         """
         if not text.strip():
-            raise KitError("The message is empty: type a question first.")
+            raise EmptyMessage()
         s = Sampling.make(sampling, **overrides)  # a bad setting fails here
         self.add("user", text)
         try:
@@ -161,7 +173,6 @@ def model_provenance(model) -> dict:
 
 def transcript_data(conv: Conversation, model=None) -> dict:
     """The whole conversation as plain data (json.dumps works on it)."""
-    from kit import __version__
 
     return {"kit_version": __version__, "exported": _now(),
             "model": model_provenance(model) if model is not None else None,
@@ -195,7 +206,6 @@ def to_markdown(data: dict) -> str:
 
 def default_folder() -> Path:
     """Where transcripts go unless told otherwise: $KIT_HOME/transcripts."""
-    from kit.settings import get_settings
 
     return get_settings().home / "transcripts"
 
@@ -207,9 +217,8 @@ def export(conv: Conversation, folder=None, model=None, stem: str | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise KitError(f"Cannot create the folder {folder} ({exc.strerror}). "
-                       "Choose a folder you can write to, e.g. your home "
-                       "folder.") from exc
+        raise FolderNotWritable(what="create the folder", folder=folder,
+                                problem=exc.strerror) from exc
     stem = stem or "chat-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     data = transcript_data(conv, model)
     md, js = folder / f"{stem}.md", folder / f"{stem}.json"
@@ -217,6 +226,6 @@ def export(conv: Conversation, folder=None, model=None, stem: str | None = None
         atomic_write_text(md, to_markdown(data))
         atomic_write_text(js, json.dumps(data, indent=2, ensure_ascii=False))
     except OSError as exc:
-        raise KitError(f"Cannot write the transcript to {folder} "
-                       f"({exc.strerror}). Choose another folder.") from exc
+        raise FolderNotWritable(what="write the transcript to", folder=folder,
+                                problem=exc.strerror) from exc
     return md, js

@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-from kit.errors import KitError, NoSchemaSupport, RegistryDamaged
-from kit.util import human_size, text_table
+from kit.errors import DiskFull, KitError, NoSchemaSupport, RegistryDamaged
+from kit.util import DISK_FULL, human_size, text_table
 import kit.commands
 from kit.chat import Conversation
 from kit.doctor import format_report, run_checks
@@ -280,6 +280,11 @@ def main(argv=None) -> int:
     except KitError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full disk anywhere: say so, not a traceback
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"Error: {DiskFull(exc.filename or 'a file', exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

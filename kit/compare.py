@@ -18,8 +18,12 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from kit.errors import BadPromptSet, KitError
+from kit.errors import BadPromptSet, KitError, ListedTwice, UnknownEngine
 from kit.util import atomic_write_text, sha256_cached
+from kit import __version__ as kit_version
+from kit.engines import ALIASES, ENGINES, load
+from kit.engines.base import Engine, Sampling
+from kit.machine import machine_facts
 
 DEFAULTS = dict(temperature=0.0, seed=42, max_tokens=128)
 
@@ -30,7 +34,6 @@ def parse_spec(spec: str, engine: str | None = None) -> tuple[str, str | None, s
     >>> parse_spec("smollm2:135m@http://127.0.0.1:8080")
     ('smollm2:135m', 'remote', 'http://127.0.0.1:8080')
     """
-    from kit.engines import ALIASES, ENGINES
 
     name, at, tail = spec.rpartition("@")
     if not at:
@@ -39,9 +42,7 @@ def parse_spec(spec: str, engine: str | None = None) -> tuple[str, str | None, s
         return name, "remote", tail
     tail = ALIASES.get(tail, tail)
     if tail not in ENGINES:
-        raise KitError(f"Unknown engine {tail!r} in {spec!r}. Write NAME@ENGINE with "
-                       f"ENGINE one of {', '.join(ENGINES)}, or NAME@http://HOST:PORT "
-                       "for a model server.")
+        raise UnknownEngine(engine=tail, spec=spec, choices=", ".join(ENGINES))
     return name, tail, None
 
 
@@ -109,8 +110,6 @@ def describe_model(model, label: str) -> dict:
 
 
 def machine_summary() -> dict:
-    from kit.machine import machine_facts
-
     f = machine_facts()
     keep = ("python", "os", "machine", "cpu_model", "cores_physical",
             "cores_logical", "ram_total", "gpu_offload")
@@ -154,8 +153,6 @@ class Comparison:
         return pd.DataFrame.from_dict(rows, orient="index", columns=self.labels)
 
     def to_dict(self) -> dict:
-        from kit import __version__ as kit_version
-
         return {"created": self.created, "kit_version": kit_version,
                 "prompt_set": self.prompt_set, "settings": self.settings,
                 "machine": self.machine, "models": self.models, "runs": self.runs}
@@ -223,8 +220,6 @@ def compare(models, prompts="roles", *, engine: str | None = None, n_ctx: int = 
     models: specs ('NAME', 'NAME@ENGINE', 'NAME@URL') or loaded models.
     sampling: temperature, seed, max_tokens, ... (defaults: greedy, seed 42).
     """
-    from kit.engines import load
-    from kit.engines.base import Engine, Sampling
 
     prompt_set = prompts if isinstance(prompts, dict) else load_prompts(prompts)
     s = Sampling.make(Sampling(), **{**DEFAULTS, **sampling})
@@ -243,7 +238,7 @@ def compare(models, prompts="roles", *, engine: str | None = None, n_ctx: int = 
             except KitError as exc:
                 error = str(exc)
         if any(d["label"] == label for d in described):
-            raise KitError(f"{label} is listed twice; compare each model once.")
+            raise ListedTwice(label=label)
         described.append(describe_model(model, label) if error is None
                          else {"label": label, "error": error})
         for p in prompt_set["prompts"]:

@@ -168,9 +168,21 @@ class NotEnoughDisk(KitError):
         super().__init__(
             f"Not enough disk space for {what}: it needs {needed / 1e9:.2f} GB "
             f"more but only {free / 1e9:.2f} GB is free in {where}. Free some "
-            "space (`kit rm NAME` removes a model), or set HF_HOME to a folder "
-            "on a bigger drive."
+            "space (`kit rm NAME` removes a model), or set HF_HOME (downloads) "
+            "or KIT_HOME (the kit's own models) to a folder on a bigger drive."
         )
+
+
+class DiskFull(KitError):
+    """A write failed for want of space (ENOSPC, a quota, a size limit)."""
+
+    def __init__(self, path, exc: OSError):
+        super().__init__(
+            f"The disk is full: could not write {path} ({exc.strerror or exc}). "
+            "Nothing was changed. Free some space (`kit rm NAME` removes a "
+            "model; empty the Trash), then run the same command again."
+        )
+        self.path = path
 
 
 class DownloadFailed(KitError):
@@ -667,3 +679,39 @@ class NoFillInMiddle(KitError):
             "model trained for it, such as qwen2.5-coder:1.5b, with the llama.cpp "
             "engine, or send the prompt without a suffix."
         )
+
+
+# ---- embeddings (kit.engines.embed) ------------------------------------------
+
+class NotAnEmbeddingModel(KitError):
+    def __init__(self, name: str):
+        super().__init__(
+            f"{name} is a chat model: it writes text, it does not make embeddings. "
+            "Load an embedding model for that: kit.load(\"all-minilm:l6-v2\") "
+            "(install it once with `kit pull all-minilm:l6-v2`)."
+        )
+        self.name = name
+
+
+class NotAChatModel(KitError):
+    def __init__(self, name: str):
+        super().__init__(
+            f"{name} is an embedding model: it turns text into numbers "
+            "(model.embed(texts), `kit embed`), it cannot chat or write. Load a "
+            "chat model for that, such as smollm2:135m or qwen2.5-coder:1.5b."
+        )
+        self.name = name
+
+
+class TextTooLongToEmbed(KitError):
+    def __init__(self, index: int, n_tokens: int, limit: int, name: str):
+        super().__init__(
+            f"Text #{index} is {n_tokens} tokens long; {name} reads at most "
+            f"{limit}. Split it into smaller chunks, or pass truncate=True to "
+            "embed only its beginning (the kit then says which texts were cut)."
+        )
+        self.index, self.n_tokens, self.limit = index, n_tokens, limit
+
+
+class EmbeddingTruncated(UserWarning):
+    """Some texts were cut to the embedding model's context (a warning)."""

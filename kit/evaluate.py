@@ -18,8 +18,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit.errors import BadParameter, EvalTextTooShort, KitError
+from kit.errors import (BadParameter, EvalTextTooShort, LoadFailed, NothingToEvaluate,
+                        OtherTokens)
 from kit.util import human_size, text_table
+from kit.engines import load
+from kit.engines.llamacpp import import_llama_cpp, vocab_of
+from kit.modelfile import read_facts
+from kit.models.registry import resolve
+from kit.settings import get_settings
 
 DEFAULT_CTX = 512
 EVAL_TEXT = Path(__file__).parent / "data" / "eval_text.txt"
@@ -72,11 +78,6 @@ class Scorer:
     """A model loaded to read every position's logits (llama.cpp, CPU)."""
 
     def __init__(self, model, n_ctx: int = DEFAULT_CTX, threads: int | None = None):
-        from kit.engines.llamacpp import import_llama_cpp
-        from kit.modelfile import read_facts
-        from kit.settings import get_settings
-        from kit.models.registry import resolve
-
         llama_cpp = import_llama_cpp()
         self.ref = resolve(_name(model))
         self.facts = read_facts(self.ref.path)  # validated before native code
@@ -87,10 +88,9 @@ class Scorer:
                 n_ubatch=n_ctx, n_threads=threads, n_threads_batch=threads,
                 logits_all=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
-            raise KitError(f"llama.cpp could not load {self.ref.path}: {exc}. "
-                           "Check it with `kit info`.") from exc
+            raise LoadFailed(path=self.ref.path, problem=exc) from exc
         self.n_ctx = n_ctx
-        self.add_bos = bool(self.llm._model.add_bos_token())
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab_of(self.llm)))
         self.bos = self.llm.token_bos()
 
     def tokenize(self, text: str) -> list[int]:
@@ -195,14 +195,11 @@ def evaluate(models, reference=None, *, text: str | None = None,
 
     import numpy as np
 
-    from kit.modelfile import read_facts
-    from kit.models.registry import resolve
-
     if models is None or isinstance(models, (str, Path)):
         models = [models]
     models = list(models)
     if not models and reference is None:
-        raise KitError("No models to evaluate. Name at least one, e.g. smollm2:135m.")
+        raise NothingToEvaluate()
     if not isinstance(n_ctx, int) or n_ctx < 8:
         raise BadParameter("n_ctx", n_ctx, "a whole number of tokens, at least 8")
     if reference is None:
@@ -233,10 +230,7 @@ def evaluate(models, reference=None, *, text: str | None = None,
             sc = Scorer(m, n_ctx, threads)
             try:
                 if sc.tokenize(text) != tokens:
-                    raise KitError(
-                        f"{sc.ref.name} reads the text as other tokens than "
-                        f"{ref_name}: KL divergence compares two versions of "
-                        "the same model. Compare these by perplexity alone.")
+                    raise OtherTokens(name=sc.ref.name, reference=ref_name)
                 sums = _score(sc, wins, ref_lp, ref_top, keep=False)
             finally:
                 sc.close()
@@ -256,7 +250,6 @@ def perplexity(model=None, *, text: str | None = None, n_ctx: int = DEFAULT_CTX,
 def generation_speed(model, n_tokens: int = 32, n_ctx: int = DEFAULT_CTX,
                      prompt: str = "Once upon a time, in a small library,") -> float:
     """Tokens per second while generating (greedy, CPU), through kit.load."""
-    from kit.engines import load
 
     eng = load(model, n_ctx=n_ctx, quiet=True)
     stream = eng.generate(prompt, max_tokens=n_tokens, temperature=0, seed=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kit.errors import BadParameter, WontFit
+from kit.machine import nvidia_gpus
 
 MB = 1_000_000
 # What llama.cpp needs beyond weights and KV cache: compute buffers, the
@@ -100,8 +101,6 @@ def available_memory() -> tuple[int, int | None]:
 
     vram = None
     try:
-        from kit.machine import nvidia_gpus
-
         gpus = nvidia_gpus()
         free = [g.get("memory_free_mib") for g in gpus if g.get("memory_free_mib")]
         vram = int(free[0]) * 1024 * 1024 if free else None

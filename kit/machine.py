@@ -49,7 +49,7 @@ def _proc_cpuinfo() -> tuple[str, list[str] | None]:
     return model, flags
 
 
-def _cpu_model_and_flags() -> tuple[str, list[str] | None]:
+def cpu_model_and_flags() -> tuple[str, list[str] | None]:
     """CPU name and the flags of interest it has (None if unknown)."""
     # /proc is instant; py-cpuinfo starts a second Python (about 1 s, no
     # timeout), so it is only asked where /proc is missing (macOS, Windows).
@@ -108,7 +108,7 @@ def _version(dist: str) -> str | None:
 
 def machine_facts() -> dict:
     """What this machine has, as plain data (json.dumps works on it)."""
-    model, flags = _cpu_model_and_flags()
+    model, flags = cpu_model_and_flags()
     total = available = cores = None
     try:
         import psutil

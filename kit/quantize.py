@@ -14,7 +14,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.errors import KitError, OutputExists, QuantizeFailed, UnknownQuantType
+from kit.errors import (NoSuchTensor, NotEnoughDisk, OutputExists, QuantizeFailed,
+                        UnknownQuantType)
+from kit.engines.llama_private import restore_log_handler
+from kit.engines.llamacpp import import_llama_cpp
+from kit.gguf_check import scan
+from kit.modelfile import facts_from_scan
+from kit.util import free_disk_bytes, human_size, sha256_file
+from kit.models.registry import installed, register, resolve
+from kit.settings import get_settings
 
 BLOCK = 32  # numbers per block in Q8_0 and Q4_0, each block with one scale
 
@@ -31,15 +39,11 @@ def read_weights(model=None, tensor: str = "blk.0.attn_q.weight"):
     import gguf
     import numpy as np
 
-    from kit.gguf_check import scan
-    from kit.models.registry import resolve
-
     s = scan(resolve(_name(model)).path)  # checks the file before we read a byte
     by_name = {t.name: t for t in s.tensors}
     if tensor not in by_name:
         names = ", ".join(list(by_name)[:6])
-        raise KitError(f"No tensor {tensor!r} in this model. Some of its names: "
-                       f"{names}, ... (all of them: kit.gguf_check.scan(path).tensors)")
+        raise NoSuchTensor(tensor=tensor, names=names)
     t = by_name[tensor]
     qtype = gguf.GGMLQuantizationType[t.type_name]
     raw = np.memmap(s.path, dtype=np.uint8, mode="r", offset=t.offset,
@@ -171,6 +175,8 @@ QUANT_TYPES = {
     "q3_k_l": "Q3_K_L", "q3_k_m": "Q3_K_M", "q3_k_s": "Q3_K_S", "q2_k": "Q2_K",
 }
 DEFAULT_TYPES = ("q8_0", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k")
+TYPICAL_BITS = dict(zip(QUANT_TYPES, (16, 16, 8.5, 6.6, 5.7, 5.5, 6, 5.5, 4.9, 4.6,
+                                     5, 4.5, 4.3, 3.9, 3.5, 3.4)))  # per weight
 K_BLOCK = 256  # K-quants pack 256 numbers per super-block
 _PROGRESS = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
 _FALLBACK = re.compile(r"(\S+)\s+- ncols\s+(\d+) not divisible by (\d+) "
@@ -207,8 +213,6 @@ class Variant:
     fallbacks: list
 
     def summary(self) -> str:
-        from kit.modelfile import human_size
-
         types = ", ".join(f"{n} {t}" for t, n in self.tensor_types.items())
         return (f"{self.name}: {human_size(self.size)}, {self.bits_per_weight:.2f}"
                 f" bits per weight, {self.seconds:.1f} s ({types})")
@@ -239,7 +243,6 @@ def _slug(name: str) -> str:
 
 def output_path(base_name: str, qtype: str, out_dir=None) -> Path:
     """Where `quantize` writes a variant: models/<base>/<base>-<type>.gguf."""
-    from kit.settings import get_settings
 
     folder = Path(out_dir) if out_dir else get_settings().models_dir / _slug(base_name)
     return folder / f"{_slug(base_name)}-{qtype}.gguf"
@@ -247,7 +250,6 @@ def output_path(base_name: str, qtype: str, out_dir=None) -> Path:
 
 def find_fallbacks(path, qtype: str, log: str = "") -> list[Fallback]:
     """Compare each tensor's type in `path` with what `qtype` asks for."""
-    from kit.gguf_check import scan
 
     ftype = QUANT_TYPES[qtype]
     base = ftype[:4] if "_K" in ftype else ftype  # "Q4_K_M" -> "Q4_K"
@@ -274,8 +276,6 @@ def _run_quantizer(src: Path, dst: Path, qtype: str, threads: int, progress):
     """Call llama.cpp's quantizer; return (ok, log text, interrupted)."""
     import ctypes
 
-    from kit.engines.llamacpp import import_llama_cpp
-
     llama_cpp = import_llama_cpp()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, "LLAMA_FTYPE_MOSTLY_" + QUANT_TYPES[qtype])
@@ -301,9 +301,7 @@ def _run_quantizer(src: Path, dst: Path, qtype: str, threads: int, progress):
         rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst),
                                             ctypes.byref(params))
     finally:
-        from llama_cpp import _logger  # llama-cpp-python's own log handler
-
-        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+        restore_log_handler()
     return rc == 0, "".join(lines), state["interrupted"]
 
 
@@ -312,28 +310,30 @@ def quantize(model=None, types=DEFAULT_TYPES, *, force: bool = False, out_dir=No
              quiet: bool = False) -> list[Variant]:
     """Make one quantized file per type with llama.cpp; register each as NAME-TYPE.
 
-    Each file is written to a .partial path and renamed only when complete
-    and valid; a failure or Ctrl-C leaves nothing behind and nothing registered.
+    Each file is written to a .partial path and renamed only when complete and
+    valid; a failure or Ctrl-C leaves nothing registered, and the next run
+    removes a killed run's .partial and skips the types already made.
     """
-    from kit.gguf_check import scan
-    from kit.modelfile import facts_from_scan
-    from kit.settings import get_settings
-    from kit.models.registry import installed, register, resolve
-    from kit.util import sha256_file
-
     qtypes = parse_types(types)
     ref = resolve(_name(model))
     base = name or ref.name
-    scan(ref.path)  # a bad file never reaches the native quantizer
+    source = scan(ref.path)  # a bad file never reaches the native quantizer
     threads = threads or get_settings().n_threads
     plan = [(q, f"{base}-{q}", output_path(base, q, out_dir)) for q in qtypes]
     known = installed()
-    for q, vname, dst in plan:  # refuse before doing any work
-        if not force and (dst.exists() or vname in known):
-            raise OutputExists(dst if dst.exists() else known[vname]["path"], vname)
     say = (lambda *a: None) if quiet else print
-    done = []
-    for q, vname, dst in plan:
+    todo, done = [], []
+    for q, vname, dst in plan:  # decide before doing any work
+        entry = known.get(vname)
+        if force or not (dst.exists() or entry):
+            todo.append((q, vname, dst))
+        elif entry and dst.is_file() and entry["path"] == os.path.abspath(dst):
+            say(f"{vname} was made before ({dst}); --force makes it again.")
+            done.append(_variant(vname, q, dst, scan(dst), 0.0, ""))
+        else:
+            raise OutputExists(dst if dst.exists() else entry["path"], vname)
+    _make_room(ref.name, source, todo, say)
+    for q, vname, dst in todo:
         new_dir = not dst.parent.exists()
         dst.parent.mkdir(parents=True, exist_ok=True)
         partial = dst.with_name(dst.name + ".partial")
@@ -345,27 +345,56 @@ def quantize(model=None, types=DEFAULT_TYPES, *, force: bool = False, out_dir=No
             if interrupted:
                 raise KeyboardInterrupt
             if not ok or not partial.is_file():
-                last = [ln.strip() for ln in log.splitlines() if ln.strip()][-1:]
-                raise QuantizeFailed(f"{ref.name} to {q}", "llama.cpp said: "
-                                     + (last[0] if last else "nothing"))
+                raise _failure(f"{ref.name} to {q}", log)
             s = scan(partial)  # complete and readable, or BadModelFile
             os.replace(partial, dst)  # only a finished file gets the real name
         finally:
             partial.unlink(missing_ok=True)
             if new_dir and not dst.exists() and not any(dst.parent.iterdir()):
                 dst.parent.rmdir()  # leave no empty folder behind a failure
-        facts = facts_from_scan(s)
         register(vname, dst, sha256_file(dst), source="quantize", owned=True,
                  base=ref.name, quant_type=q)
-        counts: dict[str, int] = {}
-        for t in s.tensors:
-            counts[t.type_name] = counts.get(t.type_name, 0) + 1
-        v = Variant(vname, q, dst, facts.file_size, facts.parameters,
-                    facts.bits_per_weight, seconds,
-                    dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-                    find_fallbacks(dst, q, log))
+        v = _variant(vname, q, dst, s, seconds, log)
         say(v.summary())
         for f in v.fallbacks:
             say("   fallback:", f.line())
         done.append(v)
-    return done
+    return sorted(done, key=lambda v: qtypes.index(v.qtype))
+
+
+def _variant(vname, q, dst, s, seconds, log) -> Variant:
+    facts, counts = facts_from_scan(s), {}
+    for t in s.tensors:
+        counts[t.type_name] = counts.get(t.type_name, 0) + 1
+    return Variant(vname, q, dst, facts.file_size, facts.parameters,
+                   facts.bits_per_weight, seconds,
+                   dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+                   find_fallbacks(dst, q, log))
+
+
+def estimated_size(s, qtype: str) -> int:
+    """About how many bytes a `qtype` variant of the scanned file takes."""
+    return s.data_offset + int(sum(t.n_elements for t in s.tensors) * TYPICAL_BITS[qtype] / 8)
+
+
+def _make_room(name: str, s, todo, say) -> None:
+    """Remove what a killed run left; refuse before writing what cannot fit."""
+    need: dict = {}
+    for q, _, dst in todo:
+        partial = dst.with_name(dst.name + ".partial")
+        if partial.is_file():  # a run that was killed left it
+            say(f"Removed {partial} ({human_size(partial.stat().st_size)}), left by a stopped run.")
+            partial.unlink()
+        need[dst.parent] = need.get(dst.parent, 0) + estimated_size(s, q)
+    for folder, n in need.items():
+        if n > (free := free_disk_bytes(folder)):
+            what = f"quantizing {name} to {', '.join(q for q, *_ in todo)}"
+            raise NotEnoughDisk(what, n, free, folder)
+
+
+def _failure(what: str, log: str) -> QuantizeFailed:
+    said = ([ln.strip() for ln in log.splitlines() if ln.strip()] or ["nothing"])[-1]
+    full = "iostream error" in log or "No space left" in log  # C++ for ENOSPC
+    return QuantizeFailed(what, "the disk is full, so llama.cpp could not write "
+                          f"the file (it said: {said}). Free some space (`kit rm "
+                          "NAME` removes a model)" if full else f"llama.cpp said: {said}")

@@ -225,16 +225,16 @@ def test_machine_facts_on_this_machine(tmp_path):
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="Linux only")
 def test_cpu_flags_from_proc_agree_with_py_cpuinfo(monkeypatch):
     cpuinfo = pytest.importorskip("cpuinfo")
-    model, flags = machine._cpu_model_and_flags()  # read from /proc/cpuinfo
+    model, flags = machine.cpu_model_and_flags()  # read from /proc/cpuinfo
     reference = cpuinfo.get_cpu_info()
     assert flags == [f for f in machine.FLAGS_OF_INTEREST if f in reference["flags"]]
     assert model == reference["brand_raw"]
     # Where there is no /proc (macOS, Windows) py-cpuinfo gives the same answer.
     monkeypatch.setattr(machine, "PROC_CPUINFO", Path("/no/such/cpuinfo"))
-    assert machine._cpu_model_and_flags() == (model, flags)
+    assert machine.cpu_model_and_flags() == (model, flags)
     # And with neither, the model name still comes from somewhere.
     monkeypatch.setitem(sys.modules, "cpuinfo", None)  # makes `import cpuinfo` fail
-    assert machine._cpu_model_and_flags()[1] is None
+    assert machine.cpu_model_and_flags()[1] is None
 
 
 def test_nvidia_smi_output_is_parsed(monkeypatch):

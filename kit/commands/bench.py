@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from kit.util import text_table
+from kit.bench import parse_list, run_bench, to_csv, to_json
 
 
 def register(subparsers) -> None:
@@ -41,8 +42,6 @@ def format_table(df) -> str:
 
 
 def cmd_bench(a) -> int:
-    from kit.bench import parse_list, run_bench, to_csv, to_json
-
     df = run_bench(a.models or None, threads=a.threads,
                    gpu_layers=parse_list(a.gpu_layers, "gpu_layers", allow_all=True),
                    n_prompt=a.pp, n_gen=a.tg, reps=a.reps,

@@ -4,16 +4,15 @@ Thin shells over kit.compare and kit.engines.ct_convert.
 """
 from __future__ import annotations
 
-import json
 import sys
+from kit.compare import compare
+from kit.engines.ct_convert import to_ctransformers
 
 SPEC_HELP = ("NAME, NAME@ENGINE (llamacpp, ctransformers) or NAME@http://HOST:PORT "
              "for a model server; e.g. smollm2:135m smollm2:135m-ct@ctransformers")
 
 
 def cmd_compare(a) -> int:
-    from kit.compare import compare
-
     sampling = {k: v for k, v in (("temperature", a.temperature), ("seed", a.seed),
                                   ("max_tokens", a.max_tokens)) if v is not None}
     progress = None if a.json else (lambda msg: print(msg, file=sys.stderr))
@@ -42,8 +41,6 @@ def cmd_compare(a) -> int:
 
 
 def cmd_convert_ct(a) -> int:
-    from kit.engines.ct_convert import to_ctransformers
-
     to_ctransformers(a.model, a.name, force=a.force)
     return 0
 

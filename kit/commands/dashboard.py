@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kit.errors import EngineMissing, KitError
+from kit.errors import (DashboardMissing, DashboardPortBusy, EngineMissing, NoFreePort,
+                        UnknownDashboard, VoilaStopped, VoilaTimedOut)
 from kit.util import port_free, start_and_wait, stop_process
 
 DASHBOARDS = {"chat": "chat with a model, streaming, with Stop and export",
@@ -23,13 +24,10 @@ DEFAULT_PORT = 8866  # Voila's own default
 
 def dashboard_path(name: str) -> Path:
     if name not in DASHBOARDS:
-        raise KitError(f"No dashboard named {name!r}. Choose one of: "
-                       f"{', '.join(DASHBOARDS)}.")
+        raise UnknownDashboard(name=name, choices=", ".join(DASHBOARDS))
     path = Path(__file__).resolve().parents[2] / "notebooks" / "dashboards" / f"{name}.ipynb"
     if not path.is_file():
-        raise KitError(f"The dashboard notebook {path} is missing. Run `kit "
-                       "dashboard` from a copy of the kit's repository (the "
-                       "notebooks are not part of the installed package).")
+        raise DashboardMissing(path=path)
     return path
 
 
@@ -38,8 +36,7 @@ def free_port(start: int = DEFAULT_PORT, tries: int = 50) -> int:
     for port in range(start, start + tries):
         if port_free(port):
             return port
-    raise KitError(f"No free port between {start} and {start + tries - 1}: pass "
-                   "another one with --port.")
+    raise NoFreePort(first=start, last=start + tries - 1)
 
 
 def voila_command(path: Path, port: int) -> list[str]:
@@ -57,20 +54,16 @@ def start(name: str, port: int | None = None, timeout: float = 60, log=None):
     if port is None:
         port = free_port()
     elif not port_free(port):
-        raise KitError(f"Port {port} is in use: choose another with --port, or "
-                       "leave --port out to pick a free one.")
+        raise DashboardPortBusy(port=port)
     url = f"http://127.0.0.1:{port}/"
     # The root page renders the notebook; the static path answers at once.
     proc, state = start_and_wait(voila_command(path, port), url + "voila/static/",
                                  timeout, stdout=log, cwd=path.parent,
                                  stderr=subprocess.STDOUT if log else None)
     if state == "exited":
-        raise KitError(f"Voila stopped at once (exit code {proc.returncode}); "
-                       "its messages are above. Check that `python -m voila "
-                       "--version` works.")
+        raise VoilaStopped(code=proc.returncode)
     if state == "timeout":
-        raise KitError(f"Voila did not answer on {url} within {timeout:.0f} s. Try "
-                       "again; if it repeats, run `python -m voila` to see why.")
+        raise VoilaTimedOut(url=url, timeout=timeout)
     return proc, url
 
 

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
+from kit.evaluate import DEFAULT_CTX, evaluate, format_table, load_eval_text
 
 
 def cmd_eval(a) -> int:
-    from kit.evaluate import DEFAULT_CTX, evaluate, format_table
-
     text = None
     if a.text:
-        from kit.evaluate import load_eval_text
-
         text = load_eval_text(a.text)
     results = evaluate(a.models, reference=a.reference, text=text,
                        n_ctx=a.ctx or DEFAULT_CTX, max_windows=a.windows,

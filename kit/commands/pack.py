@@ -1,25 +1,22 @@
 """`kit pack build|install|serve`: prepare a room that has no internet."""
 from __future__ import annotations
+from kit.room.install import install_pack
+from kit.room.pack import build_pack
+from kit.room.serve import serve_pack
 
 
 def cmd_build(a) -> int:
-    from kit.room.pack import build_pack
-
     build_pack(a.dir, models=a.models, wheels=not a.no_wheels, force=a.force,
                llama_wheel=a.llama_wheel)
     return 0
 
 
 def cmd_install(a) -> int:
-    from kit.room.install import install_pack
-
     install_pack(a.source, install_wheels=a.install_wheels)
     return 0
 
 
 def cmd_serve(a) -> int:
-    from kit.room.serve import serve_pack
-
     serve_pack(a.dir, host=a.host, port=a.port, quiet=a.quiet)
     return 0
 

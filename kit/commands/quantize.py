@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import sys
+from kit.quantize import DEFAULT_TYPES, QUANT_TYPES, quantize
+from kit.settings import get_settings
 
 
 def _progress_bar():
@@ -24,8 +26,6 @@ def _progress_bar():
 
 
 def cmd_quantize(a) -> int:
-    from kit.quantize import quantize
-
     variants = quantize(a.model, a.types, force=a.force, threads=a.threads,
                         progress=None if a.json else _progress_bar(), quiet=a.json)
     if a.json:
@@ -38,8 +38,6 @@ def cmd_quantize(a) -> int:
             out.append(row)
         print(json.dumps(out, indent=2))
     else:
-        from kit.settings import get_settings
-
         base = a.model or get_settings().default_model
         names = " ".join(v.name for v in variants)
         print(f"Registered: {', '.join(v.name for v in variants)}. Compare them "
@@ -48,8 +46,6 @@ def cmd_quantize(a) -> int:
 
 
 def register(subparsers) -> None:
-    from kit.quantize import DEFAULT_TYPES, QUANT_TYPES
-
     p = subparsers.add_parser(
         "quantize", help="make smaller versions of a model with llama.cpp",
         description="Write one quantized .gguf per type into the model store and "

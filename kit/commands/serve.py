@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+from kit.errors import BadParameter
+from kit.server.launch import DEFAULT_PORT, is_local, KEY_ENV, room_key, serve
 
 
 def register(sub) -> None:
@@ -39,9 +41,6 @@ def register(sub) -> None:
 
 def cmd_serve(a) -> int:
     import logging
-
-    from kit.errors import BadParameter
-    from kit.server.launch import DEFAULT_PORT, KEY_ENV, is_local, room_key, serve
 
     port = DEFAULT_PORT if a.port is None else a.port
     if not 0 <= port <= 65535:

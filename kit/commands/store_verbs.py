@@ -6,23 +6,22 @@ from __future__ import annotations
 
 import sys
 
-from kit.errors import PortInUse
+from kit.errors import HubOffline, ModelNotFound, PortInUse
 from kit.models.mirror import Mirror
+from kit.fit import available_memory
+from kit.util import human_size
+from kit.models.catalog import find, format_table, table
+from kit.models.hub import search
+from kit.models.pull import import_file, pull, remove
+from kit.models.registry import installed
 
 
 def cmd_pull(a) -> int:
-    from kit.models.pull import pull
-
     pull(a.name, quiet=a.quiet, progress=not a.quiet)
     return 0
 
 
 def cmd_rm(a) -> int:
-    from kit.modelfile import human_size
-    from kit.models.registry import installed
-    from kit.models.pull import remove
-    from kit.errors import ModelNotFound
-
     models = installed()
     if a.name not in models:
         raise ModelNotFound(a.name, list(models))
@@ -44,24 +43,16 @@ def cmd_rm(a) -> int:
 
 
 def cmd_import(a) -> int:
-    from kit.models.pull import import_file
-
     import_file(a.file, a.name, copy=not a.in_place, force=a.force)
     return 0
 
 
 def _catalog_lines(text: str) -> list[str]:
-    from kit.models.catalog import find
-    from kit.modelfile import human_size
-
     return [f"  {e['name']:<22} {human_size(e['size']):>8}  {e['title']}  "
             f"(licence {e['license']})" for e in find(text)]
 
 
 def cmd_search(a) -> int:
-    from kit.errors import HubOffline
-    from kit.models.hub import search
-
     catalog = _catalog_lines(a.text)
     try:
         hits = search(a.text, sort=a.sort, limit=a.limit)
@@ -84,9 +75,6 @@ def cmd_search(a) -> int:
 
 
 def cmd_catalog(a) -> int:
-    from kit.models.catalog import format_table, table
-    from kit.fit import available_memory
-
     print(format_table(table(a.ctx, available_memory()[0])))
     return 0
 

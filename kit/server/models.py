@@ -14,17 +14,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from kit.errors import KitError, ModelNotFound, ServerBusy
+from kit.errors import BadRequest, ClientGone, KitError, ModelNotFound, ServerBusy
 
 log = logging.getLogger("kit.server")
-
-
-class ClientGone(Exception):
-    """The client closed the connection before its answer began."""
-
-
-class BadRequest(ValueError):
-    """A request the server understands but cannot serve (HTTP 400)."""
 
 
 def needs_schema_support(model, schema) -> None:
