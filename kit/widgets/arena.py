@@ -19,6 +19,9 @@ import ipywidgets as W
 from kit.arena import LETTERS, Contestant, Round, Tally, default_contestants
 from kit.errors import KitError
 from kit.widgets.chat import UPDATE_EVERY_S, markdown_html
+from kit.engines import load
+from kit.models.registry import installed
+from kit.settings import get_settings
 
 
 class ArenaWidget(W.VBox):
@@ -26,9 +29,6 @@ class ArenaWidget(W.VBox):
 
     def __init__(self, contestants: list[Contestant] | None = None, n: int = 2,
                  blind: bool = False, max_tokens: int = 128, **kw):
-        from kit.models.registry import installed
-        from kit.settings import get_settings
-
         names = list(installed())
         # By default the default model against itself at two temperatures: a
         # copy or variant another notebook left installed never changes that.
@@ -166,8 +166,6 @@ class ArenaWidget(W.VBox):
                 f"<td></td></tr></table><small>{t.rounds} round(s) so far</small>")
 
     def _run(self, text: str) -> None:
-        from kit.engines import load
-
         try:
             for i, c in enumerate(self.round.slots):
                 if self._stopped:

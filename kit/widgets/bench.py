@@ -17,10 +17,12 @@ from pathlib import Path
 
 import ipywidgets as W
 
+from kit.bench import load_results, run_bench
+from kit.models.registry import installed
+from kit.settings import get_settings
+
 
 def results_folder() -> Path:
-    from kit.settings import get_settings
-
     return get_settings().home / "results"
 
 
@@ -29,8 +31,6 @@ def _read_table(path: Path):
     import pandas as pd
 
     try:
-        from kit.bench import load_results
-
         df = load_results(path)
         if df["tps_mean"].notna().any():
             return df
@@ -75,8 +75,6 @@ def find_results(folder=None) -> dict:
 
 def measure_now(models=None):
     """A tiny speed measurement of installed models (pp 64, tg 32 tokens)."""
-    from kit.bench import run_bench
-    from kit.models.registry import installed
 
     models = models or list(installed())[:3] or [None]
     return run_bench(models, n_prompt=64, n_gen=32, reps=1,

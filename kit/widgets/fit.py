@@ -12,7 +12,8 @@ import io
 
 import ipywidgets as W
 
-from kit.fit import MB
+from kit.fit import MB, available_memory
+from kit.models import catalog
 
 CONTEXTS = (512, 1024, 2048, 4096, 8192, 16384, 32768)
 GB = 1_000_000_000
@@ -73,9 +74,6 @@ class FitWidget(W.VBox):
     """A catalog model, a context size, a computer: the verdict and the sum."""
 
     def __init__(self, model: str = "llama3.2:1b-q4_k_m", n_ctx: int = 2048, **kw):
-        from kit.models import catalog
-        from kit.fit import available_memory
-
         self.entries = {e["name"]: e for e in catalog.entries()}
         here = available_memory()[0]
         computers = {f"this computer ({here / GB:.1f} GB free now)": here, **COMPUTERS}
@@ -99,8 +97,6 @@ class FitWidget(W.VBox):
         self.update()
 
     def update(self) -> None:
-        from kit.models import catalog
-
         entry = self.entries[self.model.value]
         est = catalog.estimate(entry, self.n_ctx.value, self.computer.value)
         color = "#0a7d32" if est.fits else "#b00020"
