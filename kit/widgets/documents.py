@@ -78,6 +78,7 @@ class DocumentsWidget(W.VBox):
         self.ask_button = W.Button(description="Ask", disabled=True)
         self.status = W.HTML("")
         self.answer_box = W.HTML("")
+        self.notes = W.HTML("")  # what to distrust in the answer
         self.sources = W.HTML("")
         self.prompt = W.Textarea(value="", layout=W.Layout(width="98%", height="220px"))
         prompt_box = W.Accordion(children=[self.prompt])
@@ -86,7 +87,9 @@ class DocumentsWidget(W.VBox):
                              (self.progress, "progress"), (self.report, "report"),
                              (self.question, "question"), (self.ask_button, "ask"),
                              (self.status, "status"), (self.answer_box, "answer"),
+                             (self.notes, "notes"),
                              (self.sources, "sources"), (self.prompt, "prompt"),
+                             (self.model_pick, "model"),
                              (self.method, "method")]:
             widget.add_class(f"kit-docs-{name}")
         self.index_button.on_click(lambda _b: self.build())
@@ -96,7 +99,7 @@ class DocumentsWidget(W.VBox):
                           self.progress, self.report,
                           W.HBox([self.model_pick, self.k]), self.method,
                           W.HBox([self.question, self.ask_button]), self.status,
-                          self.answer_box, self.sources, prompt_box], **kw)
+                          self.answer_box, self.notes, self.sources, prompt_box], **kw)
         self.add_class("kit-docs")
 
     @property
@@ -166,6 +169,7 @@ class DocumentsWidget(W.VBox):
         from kit.documents.ask import answer
 
         try:
+            self.notes.value = self.sources.value = self.answer_box.value = ""
             self.status.value = f"Searching, then asking {html.escape(self.model_pick.value)}..."
             self.result = answer(text, self.index, model=self.model_pick.value,
                                  k=self.k.value, method=self.method.value,
@@ -175,7 +179,9 @@ class DocumentsWidget(W.VBox):
             cited = {n for c in r.claims for n in c.sources}
             self.sources.value = "<b>Sources</b>" + sources_html(r.hits, cited)
             self.prompt.value = r.prompt
-            self.status.value = notes_html(r.notices) or "Every sentence cites a source."
+            self.notes.value = notes_html(r.notices) or "Every sentence cites a source."
+            self.status.value = (f"Answered by {html.escape(r.model)}: "
+                                 f"{html.escape(r.stats.line()) if r.stats else ''}")
         except KitError as exc:
             self.status.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
         finally:
