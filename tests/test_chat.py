@@ -35,8 +35,8 @@ def test_oldest_turns_are_dropped_with_a_notice(model):
     used = len(model.tokenize(model.format_chat(msgs)))
     assert used <= 256 - 64
     assert msgs[0]["role"] == "system" and msgs[-1]["content"] == "Last question?"
-    assert conv.notices and "Dropped the oldest" in conv.notices[0]
-    assert len(conv.notices) == 25 - len(conv.turns)
+    assert len(conv.notices) == 1  # one notice per trim, with the count
+    assert f"Dropped the oldest {25 - len(conv.turns)} turns" in conv.notices[0]
 
 
 def test_a_single_turn_too_long_is_an_error(model):
@@ -56,6 +56,9 @@ def test_usage_counts_the_templated_tokens(model):
     assert use.used == len(model.tokenize(model.format_chat(conv.messages)))
     assert use.left == 256 - use.used and use.n_ctx == 256
     assert f"{use.used} of 256 tokens used, {use.left} left" in use.line()
+    over = ContextUsage(475, 256, 32).line()
+    assert "475 tokens: 219 more than the 256-token context window" in over
+    assert "0 left" not in over
     assert Conversation().usage(model) == ContextUsage(0, 256, 256)
 
 
@@ -145,3 +148,18 @@ def test_provenance_hashes_a_file_the_store_does_not_know(tmp_path):
     info = model_provenance(fake)
     assert info["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
     assert info["file"] == "other.gguf" and info["quantization"] is None
+
+
+def test_notebook_06_raw_example_writes_a_continuation(model):
+    """The "continue a text" cell must show text (a bare question gave none)."""
+    import re
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks"
+                     / "06_chat.ipynb").read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    first = next(m.group(1) for src in code
+                 if (m := re.search(r'model\.generate\("([^"]+)"', src)))
+    assert not first.rstrip().endswith("?")
+    stream = model.generate(first, temperature=0, max_tokens=60)
+    assert len(stream.text.split()) > 5 and stream.stats.generated_tokens > 10
