@@ -379,7 +379,7 @@ def estimated_size(s, qtype: str) -> int:
 
 def _make_room(name: str, s, todo, say) -> None:
     """Remove what a killed run left; refuse before writing what cannot fit."""
-    need: dict = {}
+    need, need_q = {}, [q for q, *_ in todo]
     for q, _, dst in todo:
         partial = dst.with_name(dst.name + ".partial")
         if partial.is_file():  # a run that was killed left it
@@ -388,12 +388,12 @@ def _make_room(name: str, s, todo, say) -> None:
         need[dst.parent] = need.get(dst.parent, 0) + estimated_size(s, q)
     for folder, n in need.items():
         if n > (free := free_disk_bytes(folder)):
-            what = f"quantizing {name} to {', '.join(q for q, *_ in todo)}"
-            raise NotEnoughDisk(what, n, free, folder)
+            raise NotEnoughDisk(f"quantizing {name} to {', '.join(need_q)}", n, free, folder)
 
 
 def _failure(what: str, log: str) -> QuantizeFailed:
-    said = ([ln.strip() for ln in log.splitlines() if ln.strip()] or ["nothing"])[-1]
+    m = re.search(r"failed to quantize: (.+)", log)  # else its last line
+    said = m[1].strip() if m else ([ln for ln in log.splitlines() if ln.strip()] or ["nothing"])[-1]
     full = "iostream error" in log or "No space left" in log  # C++ for ENOSPC
     return QuantizeFailed(what, "the disk is full, so llama.cpp could not write "
                           f"the file (it said: {said}). Free some space (`kit rm "

@@ -8,6 +8,7 @@ A leaf: it imports nothing from the kit, so any module may use it.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -20,7 +21,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from kit.errors import DiskFull
+
 CHUNK = 1 << 20
+# a write that failed for want of room: no space, a quota, a file size limit
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _SHA256: dict = {}  # (path, size, mtime_ns) -> hex digest
 _SHA256_LOCK = threading.Lock()
 
@@ -85,17 +90,21 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     A crash or a full disk never leaves a half-written file under the real
     name, and two writers never share a temp file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                   suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise DiskFull(path, exc) from exc
         raise
     return path
 

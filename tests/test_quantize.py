@@ -12,9 +12,10 @@ import pytest
 from kit.errors import (BadModelFile, KitError, OutputExists, QuantizeFailed,
                         UnknownQuantType)
 from kit.gguf_check import scan
-from kit.quantize import (QUANT_TYPES, error_stats, find_fallbacks, parse_types,
-                          quantize, quantize_q4_0, quantize_q8_0, read_weights,
-                          reference_bytes, round_half_away, round_trip)
+from kit.quantize import (QUANT_TYPES, error_stats, find_fallbacks, output_path,
+                          parse_types, quantize, quantize_q4_0, quantize_q8_0,
+                          read_weights, reference_bytes, round_half_away, round_trip)
+from kit.models.pull import remove
 from kit.models.registry import installed, register
 
 TYPES = ["q8_0", "q4_k_m", "q2_k"]
@@ -187,16 +188,33 @@ def test_unknown_type_lists_the_valid_ones():
     assert set(parse_types(list(QUANT_TYPES))) == set(QUANT_TYPES)
 
 
-def test_existing_output_is_refused_unless_forced(made):
+def test_a_rerun_skips_types_made_and_clears_a_killed_runs_partial(made):
     v = made[0]["q2_k"]
     before = v.path.stat().st_mtime_ns
-    with pytest.raises(OutputExists, match="--force"):
-        quantize("smollm2:135m", ["q5_0", "q2_k"], quiet=True)
-    assert v.path.stat().st_mtime_ns == before
-    assert "smollm2:135m-q5_0" not in installed()  # refused before any work
-    again = quantize("smollm2:135m", ["q2_k"], force=True, quiet=True)[0]
-    assert again.path == v.path and v.path.stat().st_mtime_ns != before
-    assert again.size == v.size
+    # what a quantization killed mid-way (SIGKILL, power cut) leaves behind
+    stale = output_path("smollm2:135m", "q5_0")
+    stale = stale.with_name(stale.name + ".partial")
+    stale.write_bytes(b"\0" * 3_000_000)
+    again = quantize("smollm2:135m", ["q5_0", "q2_k"], quiet=True)
+    assert [x.qtype for x in again] == ["q5_0", "q2_k"]
+    assert not stale.exists() and "smollm2:135m-q5_0" in installed()
+    assert again[1].path == v.path and again[1].size == v.size
+    assert v.path.stat().st_mtime_ns == before  # made before: not redone
+    remove("smollm2:135m-q5_0")
+    forced = quantize("smollm2:135m", ["q2_k"], force=True, quiet=True)[0]
+    assert forced.path == v.path and v.path.stat().st_mtime_ns != before
+    assert forced.size == v.size
+
+
+def test_a_name_held_by_another_file_is_refused_unless_forced(made, starter_path):
+    register("smollm2:135m-q4_1", starter_path, source="test")
+    try:
+        with pytest.raises(OutputExists, match="--force"):
+            quantize("smollm2:135m", ["q4_1"], quiet=True)
+        assert installed()["smollm2:135m-q4_1"]["path"] == str(starter_path)
+    finally:
+        remove("smollm2:135m-q4_1")  # registered in place: only forgotten
+    assert starter_path.is_file()
 
 
 def test_ctrl_c_during_quantizing_leaves_nothing(home, made):
@@ -247,4 +265,4 @@ def test_cli_quantize_json_and_errors(home, made):
     bad = run("quantize", "smollm2:135m", "--types", "q9_9")
     assert bad.returncode == 1 and "Valid types" in bad.stderr and "q4_k_m" in bad.stderr
     again = run("quantize", "smollm2:135m", "--types", "q8_0")
-    assert again.returncode == 1 and "--force" in again.stderr
+    assert again.returncode == 0 and "made before" in again.stdout, again.stderr
