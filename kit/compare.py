@@ -23,8 +23,15 @@ from kit.util import atomic_write_text, sha256_cached
 from kit import __version__ as kit_version
 from kit.engines import ALIASES, ENGINES, load
 from kit.engines.base import Engine, Sampling
+# The three engines notebook 05 sets side by side, reached through this stage:
+# can ctransformers run a file, a converted copy for it, a local server.
+from kit.engines.ct_convert import to_ctransformers
+from kit.engines.ctransformers import can_run
+from kit.engines.llama_server import LlamaServer
 from kit.machine import machine_facts
 
+__all__ = ["compare", "load_prompts", "parse_spec", "describe_model", "machine_summary",
+           "Comparison", "can_run", "to_ctransformers", "LlamaServer", "DEFAULTS"]
 DEFAULTS = dict(temperature=0.0, seed=42, max_tokens=128)
 
 
