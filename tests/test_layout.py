@@ -6,6 +6,7 @@ a cycle a reader has to untangle.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,21 @@ def test_package_inits_import_nothing_from_the_kit():
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert all(not (isinstance(n, ast.ImportFrom) and (n.module or "").startswith("kit"))
                    for n in top), f"{init} imports kit modules at the top"
+
+
+def test_the_readme_map_names_files_that_exist():
+    """README's "Where things are": every module and test file it names is there."""
+    root = KIT.parent
+    text = (root / "README.md").read_text()
+    table = text.split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 10
+    for row in rows:
+        notebook, modules, tests = (cell.strip() for cell in row.strip("|").split("|"))
+        for name in re.findall(r"`(test_\w+\.py)`", tests):
+            assert (root / "tests" / name).is_file(), f"README names tests/{name}"
+        for name in re.findall(r"`([\w/]+(?:\.py|/))`", modules):
+            assert (KIT / name).exists(), f"README names kit/{name}"
+        nb = re.match(r"`(\d\d_\w+)`", notebook)
+        if nb:
+            assert (root / "notebooks" / f"{nb[1]}.ipynb").is_file(), nb[1]

@@ -1,5 +1,6 @@
-"""kit pull / rm / import / search / catalog: functions and the real CLI,
-against a loopback Hub mirror serving the real starter model."""
+"""kit.models.pull and its verbs (kit pull / rm / import / search / catalog /
+mirror): functions and the real CLI, against a loopback Hub mirror serving the
+real starter model."""
 import os
 import subprocess
 import sys

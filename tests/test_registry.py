@@ -1,4 +1,5 @@
-"""The store and the starter model: names, registry, verification."""
+"""kit.models.registry and kit.models.starter: names, the model list, and the
+verified starter model."""
 import json
 import zipfile
 
