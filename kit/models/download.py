@@ -53,9 +53,9 @@ def _from_cache(hf, repo_id, filename, revision, what) -> Download:
         path = Path(hf.hf_hub_download(repo_id, filename, revision=revision,
                                        cache_dir=hub.cache_dir(), local_files_only=True))
     except Exception as exc:
-        raise hub._translate(exc, what, repo_id) from None
+        raise hub.translate_error(exc, what, repo_id) from None
     blob = path.resolve().name
-    return Download(path, blob if hub._SHA256.match(blob) else None,
+    return Download(path, blob if hub.SHA256.match(blob) else None,
                     path.stat().st_size, path.parent.name, 0, True)
 
 
@@ -67,7 +67,7 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
     An interrupted download leaves only `blobs/<sha256>.incomplete` in the
     cache (never a file the kit lists); the next call continues from there.
     """
-    hf = hub._client()
+    hf = hub.client()
     say = (lambda *a: None) if quiet else print
     what = f"{filename} from {repo_id}"
     if hub.offline():
@@ -76,7 +76,7 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
     try:
         meta = hf.get_hf_file_metadata(url, token=token, endpoint=hub.endpoint())
     except Exception as exc:
-        err = hub._translate(exc, what, repo_id, token)
+        err = hub.translate_error(exc, what, repo_id, token)
         if isinstance(err, HubOffline):  # unreachable: the cache may have it
             return _from_cache(hf, repo_id, filename, revision, what)
         raise err from None
@@ -86,7 +86,7 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
     # the cache's documented layout: models--OWNER--NAME/{blobs,refs,snapshots}
     storage = hub.cache_dir() / f"models--{repo_id.replace('/', '--')}"
     pointer = storage / "snapshots" / meta.commit_hash / filename
-    expected = meta.etag if hub._SHA256.match(meta.etag) else None
+    expected = meta.etag if hub.SHA256.match(meta.etag) else None
     if pointer.is_file() and pointer.stat().st_size == meta.size:
         return Download(pointer, expected, meta.size, meta.commit_hash, 0, True)
 
@@ -101,7 +101,7 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
                                        cache_dir=hub.cache_dir(), endpoint=hub.endpoint(),
                                        token=token))
     except Exception as exc:
-        raise hub._translate(exc, what, repo_id, token) from None
+        raise hub.translate_error(exc, what, repo_id, token) from None
     return Download(path, expected, meta.size, meta.commit_hash, transferred, False)
 
 
@@ -135,7 +135,7 @@ def _fetch(meta, blob: Path, repo_id, filename, expected, token, bar_class,
                            unit_divisor=1000, desc=Path(filename).name) as bar:
                 digest, sent = _get(meta.location, partial, headers, bar, meta.size)
         except Exception as exc:
-            raise hub._translate(exc, what, repo_id, token) from None
+            raise hub.translate_error(exc, what, repo_id, token) from None
         if partial.stat().st_size != meta.size:
             raise DownloadFailed(what, f"the server sent {partial.stat().st_size:,} of "
                                  f"{meta.size:,} bytes")

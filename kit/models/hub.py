@@ -19,12 +19,12 @@ from kit.errors import (BadParameter, DownloadFailed, HubAccessDenied, HubNotFou
 from kit.fit import available_memory, estimate_numbers
 from kit.util import hf_cache_dir, hf_endpoint, hf_offline, human_size, text_table
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # read when called, as the client reads them (kit.util is their one home)
 endpoint, offline, cache_dir = hf_endpoint, hf_offline, hf_cache_dir
 
 
-def _client():
+def client():
     """huggingface_hub, with its offline switch matched to the environment now.
 
     The client reads HF_HUB_OFFLINE once, at import; the kit reads it at each
@@ -40,10 +40,10 @@ def _client():
 def _has_token(token) -> bool:
     if isinstance(token, str):
         return bool(token)
-    return _client().get_token() is not None
+    return client().get_token() is not None
 
 
-def _translate(exc: Exception, what: str, repo_id: str, token=None) -> KitError:
+def translate_error(exc: Exception, what: str, repo_id: str, token=None) -> KitError:
     """A huggingface_hub or network error as a kit error that says what to do."""
     import httpx2
     from huggingface_hub import errors as e
@@ -108,7 +108,7 @@ def search(text: str, sort: str = "downloads", limit: int = 10) -> list[SearchHi
     """GGUF repositories whose name contains text, most downloaded (or liked) first."""
     if sort not in ("downloads", "likes"):
         raise BadParameter("sort", sort, "'downloads' or 'likes'")
-    hf = _client()
+    hf = client()
     if offline():
         raise HubOffline(f"search results for {text!r}", "offline mode is on "
                          "(HF_HUB_OFFLINE)")
@@ -118,7 +118,7 @@ def search(text: str, sort: str = "downloads", limit: int = 10) -> list[SearchHi
         return [SearchHit(m.id, m.downloads, m.likes, bool(m.gated),
                           _license(m.tags)) for m in found]
     except Exception as exc:  # translated: the message says what to do
-        raise _translate(exc, f"search results for {text!r}", text) from None
+        raise translate_error(exc, f"search results for {text!r}", text) from None
 
 
 def fit_verdict(size: int, shape: tuple | None = None, n_ctx: int = 2048,
@@ -171,7 +171,7 @@ class RepoReport:
 
 def files(repo_id: str, revision: str = "main") -> list[HubFile]:
     """The GGUF files of a repository: name, size, quantization, sha256."""
-    hf = _client()
+    hf = client()
     try:
         tree = hf.HfApi(endpoint=endpoint()).list_repo_tree(
             repo_id, revision=revision, recursive=True)
@@ -184,17 +184,17 @@ def files(repo_id: str, revision: str = "main") -> list[HubFile]:
                                shard_of(item.path)))
         return sorted(out, key=lambda f: (f.size, f.name))
     except Exception as exc:
-        raise _translate(exc, f"the file list of {repo_id}", repo_id) from None
+        raise translate_error(exc, f"the file list of {repo_id}", repo_id) from None
 
 
 def inspect(repo_id: str, revision: str = "main", n_ctx: int = 2048,
             ram_available: int | None = None) -> RepoReport:
     """Licence, gating and GGUF files of a repository, with a fit verdict each."""
-    hf = _client()
+    hf = client()
     try:
         info = hf.HfApi(endpoint=endpoint()).model_info(repo_id, revision=revision)
     except Exception as exc:
-        raise _translate(exc, f"the model card of {repo_id}", repo_id) from None
+        raise translate_error(exc, f"the model card of {repo_id}", repo_id) from None
     rated = []
     for f in files(repo_id, revision):
         known = by_file(repo_id, f.name)

@@ -10,17 +10,21 @@ import http.client
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 from kit.errors import KitError, PackError, PackInstallFailed
 from kit.room.common import (FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, copy_with_bar,
                              hash_with_bar, slug)
 from kit.util import feed_file, free_disk_bytes
-from kit.models.registry import _load_registry, register
+from kit.models.registry import installed, register
 from kit.settings import get_settings
 
 _REL = re.compile(r"(models|wheels)/[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 _HEX = re.compile(r"[0-9a-f]{64}")
+_KIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*(:[A-Za-z0-9._+-]+)?")
+_HF_NAME = re.compile(r"hf\.co/[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(:[\w.+-]+)?")
+STALL_S, STALL_BYTES = 30, 16_384  # slower than this for 30 s: give up
 _REQ = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[\w,.-]+\])?[ <>=!~.,*\w]*"
                   r"(; *[\w .<>=!~'\"()-]+)?")
 
@@ -65,6 +69,25 @@ class _Source:
             "Content-Range", "").startswith(f"bytes {offset}-")
 
 
+class _Pace:
+    """Reads what has arrived; gives up on a server that all but stopped."""
+
+    def __init__(self):
+        self.since, self.got = time.monotonic(), 0
+
+    def read(self, f, n: int) -> bytes:
+        block = getattr(f, "read1", f.read)(n)  # what is there, not all n
+        self.got += len(block)
+        if block and time.monotonic() - self.since >= STALL_S:
+            if self.got < STALL_BYTES:  # e.g. a byte every 2 s: never a timeout
+                raise PackError(
+                    f"the server sent only {self.got:,} bytes in the last "
+                    f"{STALL_S} s, so the transfer was stopped (the server is "
+                    "stalled or overloaded, or the network is weak)")
+            self.since, self.got = time.monotonic(), 0
+        return block
+
+
 def _reach_error(src: _Source, exc: Exception) -> PackError:
     import urllib.error
 
@@ -80,11 +103,29 @@ def _reach_error(src: _Source, exc: Exception) -> PackError:
                      "and is this computer on the same network?")
 
 
-def _entry_ok(e, model: bool) -> bool:
-    return (isinstance(e, dict) and isinstance(e.get("size"), int)
-            and e["size"] > 0 and bool(_REL.fullmatch(str(e.get("file"))))
-            and ".." not in e["file"] and bool(_HEX.fullmatch(str(e.get("sha256"))))
-            and (not model or bool(NAME_RE.fullmatch(str(e.get("name"))))))
+def _name_ok(name) -> bool:
+    """A kit name (smollm2:135m) or hf.co/OWNER/REPO:QUANT: never a path."""
+    return (isinstance(name, str) and ".." not in name
+            and bool(NAME_RE.fullmatch(name))
+            and bool(_KIT_NAME.fullmatch(name) or _HF_NAME.fullmatch(name)))
+
+
+def _entry_problem(e, model: bool) -> str | None:
+    """What is wrong with one manifest entry, in words; None if nothing."""
+    if not isinstance(e, dict):
+        return "is not a JSON object"
+    size, file, digest = e.get("size"), e.get("file"), e.get("sha256")
+    if type(size) is not int or size <= 0:  # not bool, which is an int too
+        return f"has size {repr(size)[:40]} (it must be a number of bytes)"
+    if not isinstance(file, str) or not _REL.fullmatch(file) or ".." in file:
+        return f"has file {repr(file)[:80]} (it must be models/NAME or wheels/NAME)"
+    if not isinstance(digest, str) or not _HEX.fullmatch(digest):
+        return f"has sha256 {repr(digest)[:80]} (it must be 64 hex digits)"
+    if model and not _name_ok(e.get("name")):
+        return (f"names the model {repr(e.get('name'))[:80]}, which is not a kit "
+                "name (letters, digits, '.', '-', '_' and one ':', or "
+                "hf.co/OWNER/REPO:QUANT)")
+    return None
 
 
 def _check_manifest(m, where: str) -> dict:
@@ -99,11 +140,22 @@ def _check_manifest(m, where: str) -> dict:
                         f"({m.get('kit_version')}): upgrade the kit (`pip "
                         "install -U local-llm-workshop-kit`), then try again.")
     models, w = m.get("models"), m.get("wheels")
-    if not isinstance(models, list) or not all(_entry_ok(e, True) for e in models):
+    if not isinstance(models, list):
         raise bad
+    entries = [(f"model entry {i}", e, True) for i, e in enumerate(models, 1)]
+    if isinstance(w, dict) and isinstance(w.get("files"), list):
+        entries += [(f"wheel entry {i}", e, False) for i, e in enumerate(w["files"], 1)]
+    names = [e.get("name") for e in models if isinstance(e, dict)]
+    for what, e, model in entries:
+        why = _entry_problem(e, model)
+        if not why and model and names.count(e["name"]) > 1:
+            why = f"repeats the name {e['name']!r}"
+        if why:
+            raise PackError(f"The pack's {MANIFEST} at {where} is not valid: its "
+                            f"{what} {why}. Ask the instructor to rebuild the "
+                            "pack (`kit pack build`).")
     if w is not None and not (
             isinstance(w, dict) and isinstance(w.get("files"), list)
-            and all(_entry_ok(e, False) for e in w["files"])
             and isinstance(w.get("install"), list)  # no pip options in here
             and all(_REQ.fullmatch(str(r)) for r in w["install"])
             and isinstance(w.get("notes", []), list)):
@@ -117,7 +169,9 @@ def read_manifest(source) -> dict:
     try:
         f, _ = src.open(MANIFEST)
         with f:
-            raw = f.read(10 * 2**20 + 1)
+            pace, raw = _Pace(), b""
+            while len(raw) <= 10 * 2**20 and (block := pace.read(f, 1 << 16)):
+                raw += block
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise _reach_error(src, exc) from exc
     try:
@@ -139,10 +193,10 @@ def _fetch(src: _Source, entry: dict, target: Path, quiet: bool,
         f, resumed = src.open(entry["file"], have)
         if have and not resumed:  # the server ignored Range: start over
             h, have = hashlib.sha256(), 0
-        left = [size - have]
+        left, pace = [size - have], _Pace()
 
         def read(n):  # never more than the manifest says: a disk stays free
-            block = f.read(min(n, left[0])) if left[0] > 0 else b""
+            block = pace.read(f, min(n, left[0])) if left[0] > 0 else b""
             left[0] -= len(block)
             return block
 
@@ -219,6 +273,16 @@ def _install_wheels(src: _Source, manifest: dict, quiet: bool) -> Path:
     return house
 
 
+def _pack_name(entry: dict, registry: dict) -> str:
+    """name-pack, name-pack2, ...: the one holding this file, else a free one."""
+    for n in range(1, 100):
+        candidate = f"{entry['name']}-pack{n if n > 1 else ''}"
+        if registry.get(candidate, {}).get("sha256", entry["sha256"]) == entry["sha256"]:
+            return candidate
+    raise PackError(f"Too many models are named {entry['name']}-pack...: "
+                    "remove some (`kit rm NAME`).")
+
+
 def install_pack(source, install_wheels: bool = False,
                  quiet: bool = False) -> list[dict]:
     """Fetch, verify and register every model of a pack (folder or URL).
@@ -231,7 +295,7 @@ def install_pack(source, install_wheels: bool = False,
     src = _Source(source)
     manifest = read_manifest(src)
     models_dir = get_settings().models_dir
-    registry = _load_registry()["models"]
+    registry = installed()  # what a learner already has
     needed = sum(m["size"] for m in manifest["models"])
     if free_disk_bytes(models_dir) < needed:
         raise PackError(f"Not enough disk space in {models_dir}: the pack's "
@@ -244,6 +308,15 @@ def install_pack(source, install_wheels: bool = False,
         known = Path(registry[name]["path"]) if name in registry else None
         try:
             here = _already_here(entry, [target, known], quiet)
+            if (here is None and known and known.is_file()
+                    and os.path.abspath(known) != os.path.abspath(target)):
+                # the name is taken by another file: keep it, never re-point it
+                name = _pack_name(entry, registry)
+                target = models_dir / slug(name) / Path(entry["file"]).name
+                say(f"{entry['name']} is already installed as another file "
+                    f"({known}); it stays as it is, and the pack's model is "
+                    f"installed as {name}.")
+                here = _already_here(entry, [target], quiet)
             if here is None:
                 _fetch(src, entry, target, quiet)
             path = here or target
@@ -256,7 +329,7 @@ def install_pack(source, install_wheels: bool = False,
             continue
         status = "already here" if here else "installed"
         done.append({"name": name, "status": status, "path": str(path),
-                     "size": entry["size"]})
+                     "size": entry["size"], "pack_name": entry["name"]})
         say(f"{name}: {status}, sha256 verified ({path})")
     if manifest.get("wheels") and not failures:
         if install_wheels:

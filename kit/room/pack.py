@@ -20,7 +20,7 @@ from kit.room.common import (FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, WHEELS_G
 from kit.util import free_disk_bytes
 from kit import __version__
 from kit.modelfile import read_facts, validate
-from kit.models.registry import _load_registry, resolve
+from kit.models.registry import installed, resolve
 from kit.room.wheelhouse import build_wheelhouse
 
 
@@ -120,7 +120,7 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
     shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted build
     (partial / "models").mkdir(parents=True)
     try:
-        registry, used = _load_registry()["models"], set()
+        registry, used = installed(), set()
         entries = [_add_model(r, registry.get(r.name, {}), partial, used, quiet)
                    for r in refs]
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
