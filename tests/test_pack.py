@@ -329,6 +329,70 @@ def test_a_cut_transfer_registers_nothing_and_a_retry_resumes(pack, kit_home):
     assert store.installed()["smollm2:135m"]["sha256"] == STARTER["sha256"]
 
 
+def test_a_pack_model_never_repoints_an_installed_name(pack, kit_home, tmp_path,
+                                                     starter_path, capsys):
+    mine = tmp_path / "mine.gguf"  # the learner's own, different smollm2:135m
+    shutil.copy(starter_path, mine)
+    flip_byte(mine)
+    store.register("smollm2:135m", mine, sha256_file(mine), source="import")
+    [row] = install_pack(pack)
+    assert "stays as it is" in capsys.readouterr().out
+    assert row["name"] == "smollm2:135m-pack" and row["status"] == "installed"
+    models = store.installed()
+    assert models["smollm2:135m"]["path"] == str(mine)  # not re-pointed
+    assert models["smollm2:135m-pack"]["sha256"] == STARTER["sha256"]
+    [again] = install_pack(pack, quiet=True)  # no -pack2 on a second run
+    assert (again["name"], again["status"]) == ("smollm2:135m-pack", "already here")
+    assert sorted(store.installed()) == ["smollm2:135m", "smollm2:135m-pack"]
+
+
+class Trickle(BaseHTTPRequestHandler):
+    """Serves a pack, but one file a byte at a time, every `every` seconds."""
+
+    folder: Path
+    slow: str
+    every = 1.0
+
+    def do_GET(self):
+        data = (self.folder / self.path.lstrip("/")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if not self.path.endswith(self.slow):
+            self.wfile.write(data)
+            return
+        try:
+            for i in range(len(data)):
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                threading.Event().wait(self.every)
+        except OSError:  # the client gave up: good
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("slow", ["manifest.json", ".gguf"])
+def test_a_trickling_server_is_given_up_with_a_message(pack, kit_home, monkeypatch,
+                                                      slow):
+    import kit.room.install
+
+    monkeypatch.setattr(kit.room.install, "STALL_S", 2)  # 30 s in real life
+    handler = type("H", (Trickle,), {"folder": pack, "slow": slow})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(PackError, match="sent only .* bytes in the last 2 s"):
+            install_pack(f"http://127.0.0.1:{server.server_address[1]}",
+                         quiet=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert store.installed() == {}
+
+
 def _write_manifest(folder: Path, **changes) -> Path:
     folder.mkdir()
     m = {"format": "kit-pack", "format_version": 1, "kit_version": "0.1.0",
@@ -344,16 +408,26 @@ def _write_manifest(folder: Path, **changes) -> Path:
     ("/no/such/pack", ["No pack in", "USB stick"]),
     ("http://127.0.0.1:9/", ["Could not reach", "kit pack serve"]),
     ("newer", ["newer kit", "upgrade"]),
-    ("escape", ["damaged", "kit pack build"]),
+    ("escape", ["not valid", "models/../../../etc/passwd", "kit pack build"]),
+    ("path name", ["not valid", "'a/../../../tmp/x', which is not a kit name"]),
+    ("size true", ["not valid", "model entry 1 has size True", "kit pack build"]),
+    ("same name", ["not valid", "repeats the name 'x:1'"]),
     ("garbage", ["damaged"]),
 ])
 def test_bad_sources_are_clear_errors(tmp_path, kit_home, source, words):
+    entry = {"name": "x:1", "file": "models/x.gguf", "size": 10, "sha256": "0" * 64}
     if source == "newer":
         source = _write_manifest(tmp_path / "n", format_version=99)
     elif source == "escape":
-        source = _write_manifest(tmp_path / "e", models=[{
-            "name": "x:1", "file": "models/../../../etc/passwd", "size": 10,
-            "sha256": "0" * 64}])
+        source = _write_manifest(tmp_path / "e", models=[
+            {**entry, "file": "models/../../../etc/passwd"}])
+    elif source == "path name":
+        source = _write_manifest(tmp_path / "p", models=[
+            {**entry, "name": "a/../../../tmp/x"}])
+    elif source == "size true":  # True is an int in Python: not a size
+        source = _write_manifest(tmp_path / "s", models=[{**entry, "size": True}])
+    elif source == "same name":
+        source = _write_manifest(tmp_path / "d", models=[entry, entry])
     elif source == "garbage":
         (tmp_path / "g").mkdir()
         (tmp_path / "g" / "manifest.json").write_text("{not json")
