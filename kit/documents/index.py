@@ -198,7 +198,11 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
     entries, todo = {}, []  # todo: (name, sha, chunks) still to embed
     for path in files:
         name = path.relative_to(folder).as_posix()
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError as exc:  # vanished, or a broken link
+            report.skipped.append(Skipped(name, f"cannot be opened ({exc.strerror})"))
+            continue
         if st.st_size > max_bytes:  # refuse before hashing half a gigabyte
             report.skipped.append(Skipped(name, f"too large ({st.st_size / 1e6:,.0f} "
                                   f"MB, the limit is {max_bytes / 1e6:,.0f} MB): split "
@@ -206,7 +210,11 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
             continue
         prev = old.get(name, {})
         same = prev.get("size") == st.st_size and prev.get("mtime_ns") == st.st_mtime_ns
-        sha = prev["sha256"] if same and "sha256" in prev else sha256_file(path)
+        try:
+            sha = prev["sha256"] if same and "sha256" in prev else sha256_file(path)
+        except OSError as exc:  # no permission to read it
+            report.skipped.append(Skipped(name, f"cannot be opened ({exc.strerror})"))
+            continue
         entry = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         if (where / "files" / f"{sha}.npz").is_file():
             entries[name] = entry

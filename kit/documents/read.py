@@ -108,8 +108,12 @@ def read_html(path: Path) -> list[str]:
 
 def read_pdf(path: Path) -> list[str]:
     """The text of each page of a PDF (pypdf); encrypted ones need no password."""
+    import logging
+
     import pypdf
 
+    # pypdf logs every repair it makes; the reason a file is skipped is enough
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = pypdf.PdfReader(path)
         if reader.is_encrypted:
