@@ -322,6 +322,23 @@ def to_csv(df, path) -> Path:
     return atomic_write_text(path, df.to_csv(index=False))
 
 
+def recorded_results(name: str = "gpu_h100_starter"):
+    """Results recorded elsewhere and shipped with the kit (kit/data/NAME.json).
+
+    >>> recorded_results().attrs["meta"]["gpus"]     # ['NVIDIA H100 80GB HBM3']
+    """
+    from importlib.resources import as_file, files
+
+    from kit.errors import KitError
+
+    shipped = files("kit") / "data" / f"{name}.json"
+    if not shipped.is_file():
+        raise KitError(f"The kit ships no recorded results named {name!r}; "
+                       "use 'gpu_h100_starter', or load_results(PATH) for your own.")
+    with as_file(shipped) as path:
+        return load_results(path)
+
+
 def load_results(path):
     """Read results saved by to_json or to_csv back into a DataFrame."""
     import pandas as pd

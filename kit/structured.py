@@ -14,9 +14,7 @@ answer against the whole schema afterwards.
 """
 from __future__ import annotations
 
-import ctypes
 import json
-import math
 from pathlib import Path
 
 from kit.errors import BadSchema, StructuredOutputInvalid
@@ -68,106 +66,21 @@ def to_grammar(schema) -> str:
 
 
 def check_grammar(llm, gbnf: str) -> str:
-    """Parse `gbnf` once for this model; a grammar llama.cpp rejects never runs."""
+    """Parse `gbnf` once for this model; a grammar llama.cpp rejects never runs.
+
+    llama-cpp-python hands the grammar to llama.cpp without checking that it
+    parsed, and a grammar that did not would stop the process.
+    """
     import llama_cpp
 
-    ptr = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, gbnf.encode("utf-8"),
+    from kit.engines.llamacpp import vocab_of
+
+    ptr = llama_cpp.llama_sampler_init_grammar(vocab_of(llm), gbnf.encode("utf-8"),
                                                b"root")
     if not ptr:  # NULL: llama.cpp could not parse it (it said why on stderr)
         raise BadSchema("llama.cpp could not parse the grammar made from it")
     llama_cpp.llama_sampler_free(ptr)
     return gbnf
-
-
-def _sampler_chain(llm, s):
-    """The same chain llama-cpp-python builds for these settings, minus grammar."""
-    from llama_cpp._internals import LlamaSampler
-
-    chain = LlamaSampler()
-    chain.add_penalties(n_vocab=llm.n_vocab(), penalty_last_n=llm.last_n_tokens_size,
-                        penalty_repeat=s.repeat_penalty, penalty_freq=0.0,
-                        penalty_present=0.0)
-    if s.temperature == 0:
-        chain.add_greedy()
-    else:
-        chain.add_top_k(s.top_k)
-        chain.add_typical(1.0, 1)
-        chain.add_top_p(s.top_p, 1)
-        chain.add_min_p(s.min_p, 1)
-        chain.add_temp(s.temperature)
-        chain.add_dist(s.seed if s.seed is not None else llm._seed)
-    return chain
-
-
-def _prefill(llm, tokens) -> None:
-    """Evaluate the prompt, reusing the part already in the KV cache."""
-    same = 0
-    for a, b in zip(llm._input_ids[: llm.n_tokens], tokens):
-        if a != b:
-            break
-        same += 1
-    same = min(same, len(tokens) - 1)  # always evaluate at least one token
-    if same > 0 and llm._ctx.kv_cache_seq_rm(-1, same, -1):
-        llm.n_tokens = same
-    else:
-        llm.reset()
-        same = 0
-    llm.eval(tokens[same:])
-
-
-def constrained_tokens(llm, tokens, s, gbnf: str):
-    """Generate token ids that keep to the grammar `gbnf` (a generator).
-
-    Like llama.cpp's own sampler: pick a token as usual, then ask the grammar
-    whether it fits; only when it does not, mask the whole vocabulary with the
-    grammar and pick again. Most tokens fit, so most steps cost no more than
-    unconstrained ones.
-    """
-    import llama_cpp
-    import numpy as np
-
-    n_vocab = llm.n_vocab()
-    grammar = llama_cpp.llama_sampler_init_grammar(llm._model.vocab,
-                                                   gbnf.encode("utf-8"), b"root")
-    if not grammar:
-        raise BadSchema("llama.cpp could not parse the grammar made from it")
-    chain = _sampler_chain(llm, s)
-    row = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
-    data, one = np.zeros(n_vocab, dtype=row), np.zeros(1, dtype=row)
-    ids = np.arange(n_vocab, dtype=np.intc)
-    cands = llama_cpp.llama_token_data_array(
-        data=data.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab,
-        selected=-1, sorted=False)
-    probe = llama_cpp.llama_token_data_array(
-        data=one.ctypes.data_as(llama_cpp.llama_token_data_p), size=1,
-        selected=-1, sorted=False)
-
-    def pick(logits, masked: bool) -> int:
-        data["id"], data["logit"], data["p"] = ids, logits, 0.0
-        cands.size, cands.selected, cands.sorted = n_vocab, -1, False
-        if masked:
-            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(cands))
-        llama_cpp.llama_sampler_apply(chain.sampler, ctypes.byref(cands))
-        return int(data["id"][cands.selected])
-
-    try:
-        _prefill(llm, list(tokens))
-        while True:
-            logits = np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,))
-            token = pick(logits, masked=False)
-            one["id"], one["logit"], one["p"] = token, 1.0, 0.0
-            probe.size, probe.selected = 1, -1
-            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(probe))
-            if not math.isfinite(float(one["logit"][0])):  # the grammar says no
-                token = pick(logits, masked=True)
-            llama_cpp.llama_sampler_accept(grammar, token)
-            chain.accept(token)
-            yield token
-            llm.eval([token])
-    finally:
-        llama_cpp.llama_sampler_free(grammar)
-        chain.close()
 
 
 def validate(obj, schema) -> list[str]:

@@ -116,7 +116,7 @@ def test_random_tokens_are_seeded_and_never_special(starter_path):
     a, b = bench.Decoder(model, seed=7), bench.Decoder(model, seed=7)
     toks = a.tokens(200)
     assert toks == b.tokens(200) and toks != bench.Decoder(model, seed=8).tokens(200)
-    vocab = model.llm._model.vocab
+    vocab = model.vocab
     assert all(llama_cpp.llama_vocab_get_attr(vocab, t) & llama_cpp.LLAMA_TOKEN_ATTR_NORMAL
                for t in toks)
     assert model.llm.token_eos() not in toks
@@ -187,7 +187,7 @@ def test_a_file_that_is_not_results_says_how_to_make_one(tmp_path):
 
 
 def test_recorded_h100_figures_are_complete():
-    df = bench.load_results(RESULTS / "gpu_h100_starter.json")
+    df = bench.recorded_results()  # package data: works from any folder
     meta = df.attrs["meta"]
     assert "H100" in meta["gpus"][0] and meta["llama_cpp_python"] == "0.3.36"
     main = df[df.test.isin(["pp128", "tg64"])]
@@ -198,6 +198,11 @@ def test_recorded_h100_figures_are_complete():
     tg = main[main.test == "tg64"].set_index(["threads", "gpu_layers"])["tps_mean"]
     for t in (1, 2, 4, 8, 16):  # every layer moved to the GPU helped
         assert tg[(t, -1)] > tg[(t, 0)]
+
+
+def test_recorded_figures_unknown_name_says_which_exist():
+    with pytest.raises(KitError, match="gpu_h100_starter"):
+        bench.recorded_results("gpu_nope")
 
 
 def kit(*args):

@@ -44,7 +44,7 @@ def test_greedy_answer_equals_llama_cpp_own_grammar_sampling(model):
     for tok in llm.generate(tokens, temp=0, top_k=40, top_p=0.95, min_p=0.05,
                             repeat_penalty=1.1,
                             grammar=llama_cpp.LlamaGrammar.from_string(gbnf)):
-        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok) or len(want) > 200:
+        if llama_cpp.llama_vocab_is_eog(model.vocab, tok) or len(want) > 200:
             break
         want.append(tok)
     stream = model.chat(ASK, json_schema=BOOK, temperature=0, max_tokens=200)

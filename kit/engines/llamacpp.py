@@ -34,10 +34,15 @@ def gpu_offload_supported() -> bool:
     return bool(import_llama_cpp().llama_supports_gpu_offload())
 
 
+def vocab_of(llm):
+    """llama.cpp's vocabulary of a loaded Llama, for the llama_vocab_* calls."""
+    return import_llama_cpp().llama_model_get_vocab(llm.model)
+
+
 class LlamaCppEngine(Engine):
     engine_name = "llama.cpp"
     capabilities = {"chat_template": True, "gpu_offload": True, "streaming": True,
-                    "json_schema": True}
+                    "tools": "template", "json_schema": True}
 
     def __init__(self, name, path, n_ctx=2048, n_threads=2, n_gpu_layers=0,
                  seed=None, use_mmap=True, embedding=False):
@@ -66,6 +71,7 @@ class LlamaCppEngine(Engine):
             ) from exc
         self.load_s = time.perf_counter() - t0
         self.on_gpu = n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
+        self.vocab = vocab_of(self.llm)
         meta = self.llm.metadata or {}
         self.chat_template = meta.get("tokenizer.chat_template")
         self._formatter = None
@@ -78,19 +84,19 @@ class LlamaCppEngine(Engine):
         return self.llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
 
     # -- chat template ----------------------------------------------------
-    def format_chat(self, messages: list[dict]) -> str:
+    def format_chat(self, messages: list[dict], tools: list[dict] | None = None) -> str:
         """The exact text the model sees for a conversation (its own template)."""
         if self._formatter is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            m = self.llm._model
+            text = import_llama_cpp().llama_vocab_get_text
             eos, bos = self.llm.token_eos(), self.llm.token_bos()
             self._formatter = Jinja2ChatFormatter(
                 template=self.chat_template or FALLBACK_TEMPLATE,
-                eos_token=m.token_get_text(eos) if eos != -1 else "",
-                bos_token=m.token_get_text(bos) if bos != -1 else "",
+                eos_token=text(self.vocab, eos).decode("utf-8") if eos != -1 else "",
+                bos_token=text(self.vocab, bos).decode("utf-8") if bos != -1 else "",
             )
-        return self._formatter(messages=messages).prompt
+        return self._formatter(messages=messages, tools=tools).prompt
 
     # -- generation -------------------------------------------------------
     def generate(self, prompt, sampling=None, json_schema=None, **kw) -> Stream:
@@ -105,9 +111,17 @@ class LlamaCppEngine(Engine):
             return None
         from kit.structured import check_grammar, to_grammar
 
-        return check_grammar(self.llm, to_grammar(json_schema))  # bad schema: now
+        from llama_cpp import LlamaGrammar
 
-    def chat(self, messages, sampling=None, json_schema=None, **kw) -> Stream:
+        gbnf = check_grammar(self.llm, to_grammar(json_schema))  # bad schema: now
+        return LlamaGrammar.from_string(gbnf, verbose=False)
+
+    def chat(self, messages, sampling=None, json_schema=None, tools=None,
+             tool_choice="auto", **kw) -> Stream:
+        if tools is not None:  # tool calling: kit.tools (notebook 09)
+            from kit.tools.calls import tool_chat
+
+            return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
         self._need_chat()
         s = Sampling.make(sampling, **kw)
         grammar = self._grammar(json_schema)
@@ -115,7 +129,8 @@ class LlamaCppEngine(Engine):
         # The template already writes any BOS token as text: parse specials.
         tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         bos = self.llm.token_bos()
-        if bos != -1 and (not tokens or tokens[0] != bos) and self.llm._model.add_bos_token():
+        adds_bos = import_llama_cpp().llama_vocab_get_add_bos(self.vocab)
+        if bos != -1 and (not tokens or tokens[0] != bos) and adds_bos:
             tokens = [bos] + tokens
 
         def run(stream):
@@ -125,6 +140,21 @@ class LlamaCppEngine(Engine):
             yield from self._run(tokens, s, stream, grammar)
 
         return Stream(run)
+
+    def complete(self, prompt, sampling=None, grammar: str | None = None, **kw) -> Stream:
+        """Continue chat-formatted text (special tokens read as such) or token
+        ids, under an optional GBNF grammar: kit.tools (tool calls, FIM)."""
+        self._need_chat()
+        s = Sampling.make(sampling, **kw)
+        if grammar is not None:
+            from kit.structured import check_grammar
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_string(check_grammar(self.llm, grammar),
+                                               verbose=False)
+        tokens = list(prompt) if not isinstance(prompt, str) else self.llm.tokenize(
+            prompt.encode("utf-8"), add_bos=False, special=True)
+        return Stream(lambda stream: self._run(tokens, s, stream, grammar))
 
     def _run(self, tokens: list[int], s: Sampling, stream: Stream, grammar=None):
         llm, st = self.llm, stream.stats
@@ -140,18 +170,14 @@ class LlamaCppEngine(Engine):
         if repeatable:
             llm.reset()
         st.prompt_cached = 0 if repeatable else max(
-            0, _common_prefix(llm._input_ids[: llm.n_tokens], tokens) - 1)
+            0, _common_prefix(llm.input_ids[: llm.n_tokens], tokens) - 1)
         # An unset seed means a fresh random one each call, never the last one used.
         llm.set_seed(seed if seed is not None else self._random_seed)
         clock = Clock()
-        if grammar is None:
-            gen = llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
-                               temp=s.temperature, repeat_penalty=s.repeat_penalty)
-        else:  # JSON schema: see kit.structured
-            from kit.structured import constrained_tokens
-
-            gen = constrained_tokens(llm, tokens, s, grammar)
-        vocab, is_eog = llm._model.vocab, import_llama_cpp().llama_vocab_is_eog
+        gen = llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
+                           temp=s.temperature, repeat_penalty=s.repeat_penalty,
+                           grammar=grammar)  # a JSON schema's: see kit.structured
+        vocab, is_eog = self.vocab, import_llama_cpp().llama_vocab_is_eog
         try:
             reason = yield from token_loop(
                 gen, s, stream, clock, piece=lambda t: llm.detokenize([t]),
