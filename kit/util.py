@@ -71,16 +71,21 @@ def remember_sha256(path, digest: str) -> None:
 def copy_stream(read, dest, h=None, on_block=None, append: bool = False) -> int:
     """Copy read(n) blocks into dest (fsynced), feeding h; bytes written."""
     n = 0
-    with open(dest, "ab" if append else "wb") as out:
-        while block := read(CHUNK):
-            if h is not None:
-                h.update(block)
-            out.write(block)
-            if on_block:
-                on_block(len(block))
-            n += len(block)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open(dest, "ab" if append else "wb") as out:
+            while block := read(CHUNK):
+                if h is not None:
+                    h.update(block)
+                out.write(block)
+                if on_block:
+                    on_block(len(block))
+                n += len(block)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        if exc.errno in DISK_FULL:  # say so, not a traceback
+            raise DiskFull(dest, exc) from exc
+        raise
     return n
 
 

@@ -64,6 +64,20 @@ def test_registering_on_a_full_disk_says_so(small_disk, starter_path):
     assert "Traceback" not in full.stderr
     assert (home / "models.json").read_text() == listing  # as it was
     assert not _leftovers(home)  # no 0-byte temp file
+    copy = subprocess.run([*KIT, "import", str(starter_path), "--name", "c:1"],
+                          env=env, capture_output=True, text=True)
+    assert copy.returncode == 1 and "Not enough disk space" in copy.stderr
+    assert "Traceback" not in copy.stderr and not _leftovers(home)
+
+
+def test_copying_onto_a_full_disk_says_so(small_disk):
+    from kit.errors import DiskFull
+    from kit.util import copy_stream
+
+    _fill(small_disk)
+    blocks = iter([b"x" * 65536] * 4)
+    with pytest.raises(DiskFull, match="The disk is full"):
+        copy_stream(lambda n: next(blocks, b""), small_disk / "copy.bin")
 
 
 def _limit_file_size():  # in the child, before exec: writes past 200 bytes fail
