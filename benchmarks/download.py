@@ -1,7 +1,7 @@
 """Download figures, measured side by side in one run (printed, never asserted).
 
-1. Throughput of kit.models.hub.download (the huggingface_hub client: HEAD, GET,
-   sha256 while writing, cache entry) from a loopback Hub mirror, as a ratio
+1. Throughput of kit.models.download.download (huggingface_hub's public API: HEAD,
+   GET through its HTTP session, sha256 while writing, cache entry) from a loopback Hub mirror, as a ratio
    of a plain streaming GET of the same file with the same HTTP library
    (httpx2, which huggingface_hub uses) and with httpx. Target: >= 0.8.
 2. Bytes sent when resuming a download that is 90% complete, as a share of
@@ -40,11 +40,11 @@ def plain_get(client, url: str, dest: Path, verify: bool = False) -> float:
 
 
 def kit_download(tmp: Path, n: int, filename: str) -> float:
-    from kit.models import hub
+    from kit.models.download import download
 
     os.environ["HF_HOME"] = str(tmp / f"hf-{n}")
     t0 = time.perf_counter()
-    got = hub.download(REPO, filename, progress=False, quiet=True)
+    got = download(REPO, filename, progress=False, quiet=True)
     elapsed = time.perf_counter() - t0
     assert got.transferred == got.size and got.sha256
     return elapsed
@@ -87,7 +87,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"file: {source.name}, {mb:.0f} MB, loopback mirror, median of "
           f"{args.rounds} rounds; {os.cpu_count()} CPUs, load average {load:.1f}")
-    print(f"  kit.models.hub.download (verified)   {k:6.3f} s  {mb / k:7.0f} MB/s")
+    print(f"  kit download (verified)       {k:6.3f} s  {mb / k:7.0f} MB/s")
     print(f"  plain GET, httpx2             {p2:6.3f} s  {mb / p2:7.0f} MB/s")
     print(f"  plain GET, httpx              {p1:6.3f} s  {mb / p1:7.0f} MB/s")
     print(f"  plain GET + sha256, httpx2    {v2:6.3f} s  {mb / v2:7.0f} MB/s")
@@ -96,10 +96,10 @@ def main() -> None:
     print(f"throughput ratio kit / plain GET that also hashes: {v2 / k:.2f}")
 
     # resume: a download 90% complete, as a killed process leaves it
-    from huggingface_hub.file_download import repo_folder_name
+    from kit.models.download import download
 
     os.environ["HF_HOME"] = str(tmp / "hf-resume")
-    blobs = hub.cache_dir() / repo_folder_name(repo_id=REPO, repo_type="model") / "blobs"
+    blobs = hub.cache_dir() / f"models--{REPO.replace('/', '--')}" / "blobs"
     blobs.mkdir(parents=True)
     have = int(size * 0.9)
     digest = hubmirror.file_etag(source)
@@ -107,7 +107,7 @@ def main() -> None:
         (blobs / f"{digest}.incomplete").write_bytes(f.read(have))
     server.log.clear()
     t0 = time.perf_counter()
-    got = hub.download(REPO, source.name, progress=False, quiet=True)
+    got = download(REPO, source.name, progress=False, quiet=True)
     resume_s = time.perf_counter() - t0
     sent = sum(e["sent"] for e in server.log if "/resolve/" in e["path"])
     assert got.sha256 == digest

@@ -23,18 +23,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kit.room.pack import build_pack, install_pack  # noqa: E402
-from kit.room.serve import PackHandler, make_server  # noqa: E402
+from kit.fileserver import RequestLog  # noqa: E402
 from kit.models.starter import install_starter  # noqa: E402
+from kit.room.install import install_pack  # noqa: E402
+from kit.room.pack import build_pack  # noqa: E402
+from kit.room.serve import PackServer, pack_app  # noqa: E402
 
 SENT = {"bytes": 0}
 
 
-class Counting(PackHandler):
-    def copyfile(self, source, outputfile):
-        if self._span:
-            SENT["bytes"] += self._span[1]
-        return super().copyfile(source, outputfile)
+def count(entry: dict) -> None:
+    """Bytes of model files sent (what a resumed install transfers)."""
+    if "/models/" in entry["path"]:
+        SENT["bytes"] += entry["sent"]
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -64,9 +65,7 @@ def main(repeats: int = 5) -> None:
         rel = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
         size = (pack / rel).stat().st_size
 
-        kit_srv = start(make_server(pack, port=0, quiet=True))
-        kit_srv.RequestHandlerClass = partial(
-            type("C", (Counting,), {"quiet": True}), directory=str(pack))
+        kit_srv = PackServer(RequestLog(pack_app(pack), on_done=count)).start()
         plain = start(ThreadingHTTPServer(
             ("127.0.0.1", 0), partial(Quiet, directory=str(pack))))
         plain_url = f"http://127.0.0.1:{plain.server_address[1]}/{rel}"
@@ -99,9 +98,9 @@ def main(repeats: int = 5) -> None:
         full = time.perf_counter() - t0
         print(f"Full install over loopback: {full:.2f} s "
               f"({size / full / 1e6:.0f} MB/s including sha256 and register)")
-        for s in (kit_srv, plain):
-            s.shutdown()
-            s.server_close()
+        kit_srv.stop()
+        plain.shutdown()
+        plain.server_close()
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from kit.errors import DiskFull
@@ -205,6 +203,9 @@ def hf_cache_dir() -> Path:
 
 def url_answers(url: str, timeout: float = 2.0) -> bool:
     """True if an HTTP server answers at url (any status counts)."""
+    import urllib.error  # here: http.client and email cost every `kit` command
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout):
             return True
