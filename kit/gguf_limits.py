@@ -30,6 +30,10 @@ _TOKENIZERS = {
     "rwkv": {},
 }
 _BPE = {"bos": (11, True), "eos": (11, False)}  # gpt2 and the rest; bos maybe
+# architectures whose graph asserts one head size for keys and values; True:
+# and for RoPE too (models/<arch>.cpp: GGML_ASSERT(n_embd_head == n_rot))
+_ONE_HEAD_SIZE = {"llama": True, "qwen2": True, "qwen3": True, "phi3": False,
+                  "bert": False}
 
 
 def _is_int(v) -> bool:
@@ -67,18 +71,20 @@ def _blocks(md: dict, a: str, tensors) -> tuple[str | None, int | None]:
 
 def _heads(md: dict, a: str, n_layer, tensors) -> str | None:
     heads = _per_layer(md, a + "attention.head_count", n_layer)
-    kv = _per_layer(md, a + "attention.head_count_kv", n_layer)
+    kv = _per_layer(md, a + "attention.head_count_kv", n_layer) or heads
     if heads is None or kv is None:
         return None
     attn = {int(m[1]) for t in tensors
             if (m := _BLOCK.match(t.name)) and ".attn_" in t.name}
     for i, (h, k) in enumerate(zip(heads, kv)):
+        if not h and i in attn:
+            return f"{a}attention.head_count is 0 for block {i}, which has attention"
         if (h and k and h % k) or (h and not k and i in attn):
             return (f"{a}attention.head_count_kv is {k} for block {i}, which "
                     f"does not divide its {h} attention heads")
     if not any(isinstance(md.get(a + k), list) for k in (
             "attention.head_count", "attention.head_count_kv")):
-        return None
+        return _head_size(md, a, heads[0])
     # Counts that change from block to block: llama.cpp sizes the weights by
     # block 0 but computes each block with its own count, so they must agree.
     width, klen = md.get(a + "embedding_length"), md.get(a + "attention.key_length")
@@ -91,6 +97,22 @@ def _heads(md: dict, a: str, n_layer, tensors) -> str | None:
             return (f"block {i}'s attn_k.weight holds {keys[i][1]} numbers "
                     f"per row, not {k} heads of {dim} ({a}attention."
                     "head_count_kv)")
+    return None
+
+
+def _head_size(md: dict, a: str, h0: int) -> str | None:
+    """Keys, values (and RoPE) of one head size, where llama.cpp asserts it."""
+    arch, width = a[:-1], md.get(a + "embedding_length")
+    if arch not in _ONE_HEAD_SIZE or not h0 or not _is_int(width):
+        return None
+    k = md.get(a + "attention.key_length", width // h0)
+    v = md.get(a + "attention.value_length", width // h0)
+    rot = md.get(a + "rope.dimension_count", k)
+    if k != v:
+        return (f"{a}attention.key_length ({k}) and value_length ({v}) differ, "
+                f"but llama.cpp's {arch} needs one head size")
+    if _ONE_HEAD_SIZE[arch] and rot != k:
+        return f"{a}rope.dimension_count is {rot}, not the head size {k}"
     return None
 
 

@@ -334,6 +334,24 @@ def _setting_cases(h: dict) -> dict:
     return cases
 
 
+def _arch_cases(h: dict) -> dict:
+    """The same weights under other architectures' names (some need experts,
+    RoPE sections, ... that llama.cpp asserts on: kit.engines.llama_probe)."""
+    cases = {}
+    for arch in ("smallthinker", "paddleocr", "bailingmoe2", "qwen2", "qwen3",
+                 "gemma3", "phi3", "granite", "nope"):
+        kvs = [(arch + k[5:] if k.startswith("llama.") else k, raw)
+               for k, raw in h["kvs"]]
+        cases[f"arch_{arch}"] = setkv({**h, "kvs": kvs}, "general.architecture",
+                                      val(STR, arch))
+    for arch in ("qwen2", "qwen3"):  # head sizes their graphs assert on
+        cases[f"arch_{arch}_rope_32"] = setkv(
+            cases[f"arch_{arch}"], f"{arch}.rope.dimension_count", val(U32, 32))
+        cases[f"arch_{arch}_values_32"] = setkv(
+            cases[f"arch_{arch}"], f"{arch}.attention.value_length", val(U32, 32))
+    return cases
+
+
 def _header_cases(h: dict) -> dict:
     return {f"version_{v}": {**h, "version": v} for v in (0, 1, 4, 2**16, 2**32 - 1)}
 
@@ -408,7 +426,7 @@ def make_cases(starter: Path, out: Path) -> list[Path]:
     small, small_data = layout(small_model(full))
     base = write(out / "small_unchanged.gguf", small, small_data)
     paths.append(base)
-    for group in (_setting_cases(small), _header_cases(small)):
+    for group in (_setting_cases(small), _header_cases(small), _arch_cases(small)):
         for name, case in group.items():
             put(name.replace("/", "_"), case)
     for name, case in {**_tensor_cases(small),
@@ -530,7 +548,8 @@ def test_fuzzed_gguf_files_never_crash_hang_or_show_a_traceback(
     for name in ("starter_blocks_0", "starter_blocks_1000", "starter_eps_nan",
                  "starter_eps_negative", "starter_heads_kv_0",
                  "starter_rope_scaling", "starter_experts",
-                 "vocab_duplicate_5"):
+                 "vocab_duplicate_5", "arch_smallthinker", "arch_paddleocr",
+                 "arch_qwen2_rope_32", "arch_qwen3_values_32"):
         assert by_name[name] == "refused", name
     assert sum(s == "loaded" for s in results.values()) >= 20  # not all refused
 

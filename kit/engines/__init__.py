@@ -79,8 +79,10 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
                                     n_threads=n_threads, n_gpu_layers=n_gpu_layers,
                                     seed=seed, check="probe")
     else:
+        from kit.engines.llama_probe import check_unvetted
         from kit.engines.llamacpp import LlamaCppEngine
 
+        check_unvetted(ref.path, facts.architecture)  # an abort kills a child only
         model = LlamaCppEngine(ref.name, ref.path, n_ctx=n_ctx, n_threads=n_threads,
                                n_gpu_layers=n_gpu_layers, seed=seed, use_mmap=use_mmap,
                                embedding=embedding)
@@ -160,7 +162,7 @@ def engine_capabilities(packages: dict | None = None,
         from importlib import metadata
 
         packages = {}
-        for pkg in ("llama-cpp-python", "ctransformers", "httpx"):
+        for pkg in ("llama-cpp-python", "ctransformers", "openai"):
             try:
                 packages[pkg] = metadata.version(pkg)
             except metadata.PackageNotFoundError:
@@ -179,7 +181,7 @@ def engine_capabilities(packages: dict | None = None,
                           "streaming": "yes",
                           "runs": "llama/falcon GGUF from 2023; the starter after "
                                   "kit.engines.ct_convert"},
-        "remote": {"package": "httpx", "version": packages.get("httpx", "installed"),
+        "remote": {"package": "openai", "version": packages.get("openai", "installed"),
                    "chat_template": "yes, the server applies it",
                    "gpu_offload": "decided by the server", "streaming": "yes (SSE)"},
     }
