@@ -74,10 +74,17 @@ class BadModelFile(KitError):
         self.problem = problem
 
 
+class EmptyPrompt(KitError):
+    template = ("The prompt is empty: give one, e.g. kit run MODEL \"What is a "
+                "library?\", or pipe text in.")
+
+
 class BadParameter(KitError):
     def __init__(self, name: str, value, allowed: str):
         super().__init__(
-            f"{name}={value!r} is out of range: {name} must be {allowed}."
+            f"{name}={value!r} is "
+            + ("out of range" if isinstance(value, (int, float)) else "not accepted")
+            + f": {name} must be {allowed}."
         )
         self.name = name
 
@@ -538,6 +545,11 @@ class NoDocuments(KitError):
         )
         self.folder = folder
         self.skipped = list(skipped)
+
+
+class Unreadable(Exception):
+    """A document a reader cannot read (kit.documents); the message is the
+    reason shown to the learner beside the file's name, and the others are read."""
 
 
 # ---- tool calling (kit.tools) ------------------------------------------------

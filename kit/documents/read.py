@@ -17,7 +17,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree
 
-from kit.errors import NoDocuments
+from kit.errors import NoDocuments, Unreadable
 
 SUFFIXES = (".txt", ".md", ".pdf", ".html", ".htm", ".docx")
 MAX_BYTES = 50_000_000  # a 50 MB text is ~25,000 pages: larger is a mistake
@@ -43,10 +43,6 @@ class Skipped:
 
     def __str__(self) -> str:
         return f"{self.name}: {self.reason}"
-
-
-class Unreadable(Exception):
-    """Raised by a reader; the message is the reason shown to the learner."""
 
 
 def _decode(data: bytes) -> str:

@@ -1,0 +1,56 @@
+"""kit.errors: every error class lives there, and each message can be made."""
+import ast
+import inspect
+import pickle
+import string
+from pathlib import Path
+
+import pytest
+
+from kit import errors
+
+KIT = Path(__file__).resolve().parents[1] / "kit"
+
+
+def _is_error(node: ast.ClassDef) -> bool:
+    names = [ast.unparse(b) for b in node.bases]
+    return any(n.endswith(("Error", "Exception", "Warning")) or n.startswith("errors.")
+               or n in ERROR_NAMES for n in names)
+
+
+ERROR_NAMES = {name for name, obj in vars(errors).items()
+               if inspect.isclass(obj) and issubclass(obj, BaseException)}
+
+
+def test_every_error_class_is_defined_in_errors_py():
+    elsewhere = []
+    for path in KIT.rglob("*.py"):
+        if path.name == "errors.py" and path.parent == KIT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef) and _is_error(node):
+                elsewhere.append(f"{path.relative_to(KIT.parent)}: {node.name}")
+    assert not elsewhere, f"error classes outside kit/errors.py: {elsewhere}"
+
+
+TEMPLATED = sorted((c for c in vars(errors).values() if inspect.isclass(c)
+                    and issubclass(c, errors.KitError) and c.template),
+                   key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("cls", TEMPLATED, ids=lambda c: c.__name__)
+def test_templated_messages_fill_in_and_survive_pickling(cls):
+    fields = {f for _, f, _, _ in string.Formatter().parse(cls.template) if f}
+    values = {f: (7 if f in ("n", "code", "port", "first", "last", "timeout") else f"<{f}>")
+              for f in fields}
+    err = cls(**values)
+    text = str(err)
+    assert text and "{" not in text and text.rstrip().endswith((".", ")"))
+    for f, v in values.items():
+        assert getattr(err, f) == v and str(v) in text
+    assert str(pickle.loads(pickle.dumps(err))) == text
+
+
+def test_a_plain_message_still_works():
+    assert str(errors.KitError("just this")) == "just this"
+    assert str(errors.NothingToEvaluate()).startswith("No models to evaluate")
