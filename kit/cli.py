@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 
-from kit.errors import DiskFull, KitError, NoSchemaSupport, RegistryDamaged
+from kit.errors import DiskFull, EmptyPrompt, KitError, NoSchemaSupport, RegistryDamaged
 from kit.util import DISK_FULL, human_size, text_table
 import kit.commands
 from kit.chat import Conversation
@@ -53,6 +55,46 @@ def _sampling(a) -> dict:
     if a.stop:
         out["stop"] = tuple(a.stop)
     return out
+
+
+def _check_sampling(a) -> None:
+    """Refuse a bad setting (e.g. --temperature -1) before loading anything."""
+    Sampling.make(**_sampling(a))
+
+
+def for_terminal(message: str) -> str:
+    """An error message with its Python spelling turned into command-line options.
+
+    >>> for_terminal("Pass force=True (CLI: --force) to replace it")
+    'Pass --force to replace it'
+    """
+    message = re.sub(r"\b\w+=[^\s()]+ \(CLI: ([^)]+)\)", r"\1", message)
+    return re.sub(r"\(([^()]*), CLI: ([^)]+)\)", r"(\2)", message)
+
+
+def _stream_to_terminal(stream) -> bool:
+    """Print an answer as it comes; Ctrl-C stops the answer. True if stopped."""
+    pieces = iter(stream)
+    try:
+        for piece in pieces:
+            print(piece, end="", flush=True)
+        return False
+    except KeyboardInterrupt:
+        stream.cancel()
+        try:  # the engine sees the cancel and ends cleanly, with its figures
+            for piece in pieces:
+                print(piece, end="", flush=True)
+        except KeyboardInterrupt:
+            pass
+        return True
+
+
+def _figures(stream) -> str:
+    if stream.stats.stop_reason:
+        return stream.stats.line()
+    # interrupted inside the engine: it could not add up its figures
+    return (f"Stopped by you (Ctrl-C) after {len(stream.text)} characters; no "
+            "speed figures for an answer cut off this way.")
 
 
 def _load(a, quiet=False):
@@ -124,7 +166,16 @@ def cmd_info(a) -> int:
 
 
 def cmd_run(a) -> int:
+    _check_sampling(a)
+    if a.prompt is None and sys.stdin.isatty() and not a.json:
+        # no prompt at a terminal: talk, as `ollama run MODEL` does
+        print("No prompt given: starting a chat. (Give a prompt to get one answer, "
+              "or pipe text in.)", file=sys.stderr)
+        a.system = None
+        return cmd_chat(a)
     prompt = a.prompt if a.prompt is not None else sys.stdin.read()
+    if not prompt.strip():
+        raise EmptyPrompt()
     extra = {}
     if a.json_schema:  # checked before loading: a bad file fails fast
 
@@ -142,16 +193,12 @@ def cmd_run(a) -> int:
         print(json.dumps({"model": model.name, "answer": text,
                           "stats": stream.stats.to_dict()}, ensure_ascii=False))
         return 0
-    try:
-        for piece in stream:
-            print(piece, end="", flush=True)
-    except KeyboardInterrupt:
-        stream.cancel()
+    stopped = _stream_to_terminal(stream)
     print()
     for note in stream.stats.notices:
         print(note, file=sys.stderr)
-    print(stream.stats.line(), file=sys.stderr)
-    return 0
+    print(_figures(stream), file=sys.stderr)
+    return 130 if stopped else 0  # the shell's code for "stopped by Ctrl-C"
 
 
 def _chat_set(conv, opts, line) -> str:
@@ -166,10 +213,17 @@ def _chat_set(conv, opts, line) -> str:
     casts = {"top_k": int, "seed": int, "max_tokens": int}
     if key not in {"temperature", "top_p", "min_p", "repeat_penalty", *casts}:
         return f"Unknown setting {key!r}. See /help."
+    cast = casts.get(key, float)
     try:
-        new = {**opts, key: casts.get(key, float)(value)}
+        number = cast(value)
+    except ValueError:
+        kind = "a whole number" if cast is int else "a number"
+        example = {"seed": "42", "top_k": "40", "max_tokens": "256"}.get(key, "0.7")
+        return f"Not set: {key} must be {kind}, e.g. /set {key} {example}"
+    try:
+        new = {**opts, key: number}
         Sampling.make(**new)  # validate now, so a typo is caught at /set
-    except (ValueError, KitError) as exc:
+    except KitError as exc:
         return f"Not set: {exc}"
     opts.clear()
     opts.update(new)
@@ -177,6 +231,7 @@ def _chat_set(conv, opts, line) -> str:
 
 
 def cmd_chat(a) -> int:
+    _check_sampling(a)
     model = _load(a)
     conv = Conversation(system=a.system or "")
     opts = {k: v for k, v in _sampling(a).items() if v is not None}
@@ -184,9 +239,12 @@ def cmd_chat(a) -> int:
     while True:
         try:
             line = input(">>> ").strip()
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             print()
             return 0
+        except KeyboardInterrupt:  # as in Ollama: Ctrl-C does not leave
+            print("\n(Ctrl-C stops an answer. To leave, type /bye or press Ctrl-D.)")
+            continue
         if not line:
             continue
         if line.startswith("/"):
@@ -198,32 +256,31 @@ def cmd_chat(a) -> int:
                 print("Conversation cleared.")
             elif cmd == "/set":
                 print(_chat_set(conv, opts, line))
-            else:
+            elif cmd in ("/help", "/?"):
                 print(HELP_CHAT)
+            else:
+                print(f"Unknown command {cmd}. " + HELP_CHAT)
             continue
         conv.add("user", line)
         try:
             stream = model.chat(conv.fit(model), **opts)
-            for note in conv.notices:
-                print(f"[{note}]")
-            conv.notices.clear()
-            for piece in stream:
-                print(piece, end="", flush=True)
-        except KeyboardInterrupt:
-            stream.cancel()
         except KitError as exc:
             conv.turns.pop()
-            print(f"Error: {exc}")
+            print(f"Error: {for_terminal(str(exc))}")
             continue
+        for note in conv.notices:
+            print(f"[{note}]")
+        conv.notices.clear()
+        _stream_to_terminal(stream)
         print()
-        conv.add("assistant", stream.text)
-        print(f"[{stream.stats.line()}]")
+        conv.add("assistant", stream.text)  # a stopped answer is kept as it was
+        print(f"[{_figures(stream)}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kit", description="Run open language models "
                                 "on your own computer.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("doctor", help="check this machine")
     d.add_argument("--json", action="store_true")
     d.add_argument("--timeout", type=float, default=2.0, help="Hub check timeout (s)")
@@ -274,18 +331,27 @@ def _register_command_modules(sub) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `kit` alone: show what it can do
+        parser.print_help()
+        return 0
     try:
         return args.func(args)
     except KitError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {for_terminal(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `kit info --json | head`: the reader left early
+        # Python would complain again while flushing stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a full disk anywhere: say so, not a traceback
         if exc.errno not in DISK_FULL:
             raise
         print(f"Error: {DiskFull(exc.filename or 'a file', exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("\nStopped (Ctrl-C).", file=sys.stderr)
         return 130
 
 

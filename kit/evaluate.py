@@ -24,7 +24,7 @@ from kit.util import human_size, text_table
 from kit.engines import load
 from kit.engines.llamacpp import import_llama_cpp, vocab_of
 from kit.modelfile import read_facts
-from kit.models.registry import resolve
+from kit.models.registry import installed, resolve
 from kit.settings import get_settings
 
 DEFAULT_CTX = 512
@@ -139,9 +139,16 @@ def scored(n_ctx: int) -> slice:
     return slice(n_ctx // 2, n_ctx - 1)  # position j predicts token j + 1
 
 
-def _pick_reference(facts) -> int:
-    # most bits per weight; the first listed wins a tie
-    return max(range(len(facts)), key=lambda i: (facts[i].bits_per_weight, -i))
+def _pick_reference(names, facts) -> int:
+    """Most bits per weight (the first listed wins a tie), never a copy
+    quantized from another model in the list: re-quantizing cannot add
+    precision, so the original is the fair reference (notebook 03)."""
+    known = installed()
+    made_from_another = {i for i, n in enumerate(names)
+                         if isinstance(n, str) and known.get(n, {}).get("base") in names}
+    candidates = [i for i in range(len(facts)) if i not in made_from_another]
+    return max(candidates or range(len(facts)),
+               key=lambda i: (facts[i].bits_per_weight, -i))
 
 
 def _score(sc: Scorer, wins, ref_lp, ref_top, keep: bool) -> tuple:
@@ -186,7 +193,7 @@ def evaluate(models, reference=None, *, text: str | None = None,
     """Perplexity of each model, plus KL divergence and agreement with a reference.
 
     Without `reference`, the model with the most bits per weight is the
-    reference. The reference comes first in the results; every model named
+    reference, leaving out copies quantized from another listed model. The reference comes first in the results; every model named
     in `models` gets its own pass (name the reference there too and its KL
     against itself shows 0). One model is loaded at a time; the reference's
     log-probabilities wait in a temporary file (about 50 MB per window).
@@ -203,7 +210,8 @@ def evaluate(models, reference=None, *, text: str | None = None,
     if not isinstance(n_ctx, int) or n_ctx < 8:
         raise BadParameter("n_ctx", n_ctx, "a whole number of tokens, at least 8")
     if reference is None:
-        i = _pick_reference([read_facts(resolve(_name(m)).path) for m in models])
+        names = [_name(m) for m in models]
+        i = _pick_reference(names, [read_facts(resolve(n).path) for n in names])
         reference, models = models[i], models[:i] + models[i + 1:]
     text = load_eval_text() if text is None else text
     say = (lambda *a: None) if quiet else print

@@ -176,6 +176,11 @@ def _refuse_other_formats(path: Path, head: bytes) -> None:
         raise BadModelFile(
             path, "it is a web page, not a model",
             "The download probably saved an error page: download it again.")
+    if ext != ".gguf":  # e.g. `kit run notes.txt`: not a damaged model at all
+        raise BadModelFile(
+            path, f"it is not a model file (it starts with {head[:4]!r})",
+            "Give an installed model's name (see `kit list`) or the path of a "
+            ".gguf file.")
     raise BadModelFile(path, f"not a GGUF file (starts with {head[:4]!r})")
 
 

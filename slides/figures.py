@@ -119,14 +119,14 @@ def not_measured() -> dict:
     return out
 
 
-def bench_figures(folder: Path = ROOT / "benchmarks" / "results") -> dict:
+def bench_figures(folder: Path = ROOT / "kit" / "data") -> dict:
     """Generation speed of the starter model by threads and GPU, from saved results."""
     path = folder / "gpu_h100_starter.json"
     try:
         data = json.loads(path.read_text())
         rows = [r for r in data["rows"] if r.get("test", "").startswith("tg")]
     except (OSError, ValueError, KeyError):
-        return {"bench.table": "(no saved benchmark results in benchmarks/results/)",
+        return {"bench.table": f"(no saved benchmark results in {folder})",
                 "bench.source": "none", "bench.test": "none"}
     first = rows[0]["test"]  # e.g. tg64: one test, by threads and GPU layers
     rows = [r for r in rows if r["test"] == first]

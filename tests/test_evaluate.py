@@ -111,6 +111,13 @@ def test_reference_defaults_to_the_most_bits_per_weight(home):
     assert rows[1].reference == "smollm2:135m-q8_0"
 
 
+def test_the_original_is_the_reference_over_its_requantized_copies(home):
+    rows = evaluate(["smollm2:135m-q8_0", "smollm2:135m"], n_ctx=64,
+                    max_windows=1, **ONE)  # q8_0 has more bits, but was made from it
+    assert [r.name for r in rows] == ["smollm2:135m", "smollm2:135m-q8_0"]
+    assert rows[1].reference == "smollm2:135m"
+
+
 def test_generation_speed_is_measured(home):
     assert generation_speed("smollm2:135m-q8_0", n_tokens=8) > 0
 

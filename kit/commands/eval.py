@@ -24,10 +24,11 @@ def register(subparsers) -> None:
         "eval", help="perplexity and KL divergence of models on a text",
         description="Perplexity of each model on a text (default: the bundled "
         "Shakespeare sonnets), and KL divergence and top-token agreement "
-        "against a reference (default: the model with the most bits per weight).")
+        "against a reference (default: the model with the most bits per weight, "
+        "never a copy quantized from another MODEL).")
     p.add_argument("models", nargs="+", metavar="MODEL", help="kit names or .gguf paths")
     p.add_argument("--reference", help="compare against this model (default: the "
-                   "most precise of MODELs)")
+                   "most precise of MODELs that is not a re-quantized copy of another)")
     p.add_argument("--ctx", type=int, help="window size in tokens (default 512)")
     p.add_argument("--windows", type=int, help="use only the first N windows (faster)")
     p.add_argument("--text", help="a UTF-8 text file to evaluate on instead")

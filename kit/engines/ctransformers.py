@@ -229,8 +229,8 @@ class CTransformersEngine(Engine):
 
     def describe(self) -> str:
         where = f"GPU ({self.n_gpu_layers} layers)" if self.on_gpu else "CPU"
-        return f"ctransformers {self.version}, {where}, {self.n_threads} threads, " \
-               f"context {self.n_ctx}"
+        threads = "1 thread" if self.n_threads == 1 else f"{self.n_threads} threads"
+        return f"ctransformers {self.version}, {where}, {threads}, context {self.n_ctx}"
 
 
 def _version() -> str:

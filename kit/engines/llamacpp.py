@@ -202,7 +202,8 @@ class LlamaCppEngine(Engine):
 
     def describe(self) -> str:
         where = "GPU" if self.on_gpu else "CPU"
-        return f"{where}, {self.n_threads} threads, context {self.n_ctx}"
+        threads = "1 thread" if self.n_threads == 1 else f"{self.n_threads} threads"
+        return f"{where}, {threads}, context {self.n_ctx}"
 
 
 def _common_prefix(a, b) -> int:

@@ -70,7 +70,7 @@ def download(repo_id: str, filename: str, revision: str = "main", *,
     hf = hub.client()
     say = (lambda *a: None) if quiet else print
     what = f"{filename} from {repo_id}"
-    if hub.offline():
+    if hub.offline() or hub.unresolvable():  # no lookup: the cache may have it
         return _from_cache(hf, repo_id, filename, revision, what)
     url = hf.hf_hub_url(repo_id, filename, revision=revision, endpoint=hub.endpoint())
     try:

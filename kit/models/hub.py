@@ -37,6 +37,35 @@ def client():
     return huggingface_hub
 
 
+def unresolvable(timeout: float = 3.0) -> str | None:
+    """Why the Hub's host name cannot be looked up now, or None if it can.
+
+    Offline, huggingface_hub retries a failed lookup five times (about 25 s,
+    one warning line each); a lookup that fails says "offline" at once.
+    """
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    host = urlsplit(endpoint()).hostname
+    if not host:
+        return None
+    result: dict = {}
+
+    def lookup():
+        try:
+            socket.getaddrinfo(host, None)
+            result["ok"] = True
+        except OSError as exc:  # gaierror: no DNS, no network, a wrong name
+            result["why"] = f"the name {host} cannot be looked up ({exc.strerror or exc})"
+    worker = threading.Thread(target=lookup, daemon=True)  # a lookup can hang
+    worker.start()
+    worker.join(timeout)
+    if result.get("ok"):
+        return None
+    return result.get("why", f"looking up {host} took more than {timeout:g} s")
+
+
 def _has_token(token) -> bool:
     if isinstance(token, str):
         return bool(token)
@@ -112,6 +141,9 @@ def search(text: str, sort: str = "downloads", limit: int = 10) -> list[SearchHi
     if offline():
         raise HubOffline(f"search results for {text!r}", "offline mode is on "
                          "(HF_HUB_OFFLINE)")
+    why = unresolvable()
+    if why:
+        raise HubOffline(f"search results for {text!r}", why)
     try:
         found = hf.HfApi(endpoint=endpoint()).list_models(
             search=text, filter="gguf", sort=sort, limit=limit)
@@ -172,6 +204,9 @@ class RepoReport:
 def files(repo_id: str, revision: str = "main") -> list[HubFile]:
     """The GGUF files of a repository: name, size, quantization, sha256."""
     hf = client()
+    why = None if offline() else unresolvable()
+    if why:
+        raise HubOffline(f"the file list of {repo_id}", why)
     try:
         tree = hf.HfApi(endpoint=endpoint()).list_repo_tree(
             repo_id, revision=revision, recursive=True)

@@ -108,8 +108,9 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
         raise BadParameter("name", name, "lower-case letters, digits, '.', '-', '_' "
                            "and one ':' (like mymodel:1b)")
     if name in installed() and not force:
-        raise BadParameter("name", name, "a name not in use yet (see `kit list`); "
-                           "pass force=True (CLI: --force) to replace it")
+        raise BadParameter("name", name, "a name not in use yet: that name is "
+                           "taken (see `kit list`); pass force=True (CLI: --force) "
+                           "to replace it, or choose another name")
     if not copy:
         return register(name, src, sha256_file(src), source="import", owned=False,
                         license=facts.license)
