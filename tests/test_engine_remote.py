@@ -39,6 +39,7 @@ class _Garbage(http.server.BaseHTTPRequestHandler):
     """Answers every request with 200 and whatever `body` the server holds."""
 
     def _answer(self):
+        self.server.seen.append(self.headers.get("Authorization"))
         body = self.server.bodies.get(self.path, b"<html>It works!</html>")
         self.send_response(self.server.status)
         self.send_header("Content-Length", str(len(body)))
@@ -54,7 +55,7 @@ class _Garbage(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def garbage():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
-    srv.bodies, srv.status = {}, 200
+    srv.bodies, srv.status, srv.seen = {}, 200, []
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
@@ -183,3 +184,17 @@ def test_api_key_is_sent_but_never_shown(garbage):
     model = RemoteEngine(base_url=url_of(garbage), api_key=SECRET)
     assert SECRET not in repr(model) and SECRET not in model.describe()
     assert model._client.headers["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_streams_never_send_another_services_key(garbage, monkeypatch):
+    # The stream goes through OpenAI's client, which would read OPENAI_API_KEY:
+    # a learner's real key must never reach a room's server.
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.delenv("KIT_REMOTE_API_KEY", raising=False)
+    garbage.bodies["/v1/models"] = b'{"data": [{"id": "m"}]}'
+    garbage.bodies["/v1/completions"] = (
+        b'data: {"choices": [{"index": 0, "text": "Hi", "finish_reason": "stop"}], '
+        b'"usage": {"prompt_tokens": 2, "completion_tokens": 1}}\n\ndata: [DONE]\n\n')
+    stream = RemoteEngine(base_url=url_of(garbage)).generate("Hello")
+    assert stream.text == "Hi" and stream.stats.generated_tokens == 1
+    assert stream.stats.stop_reason == "eos" and garbage.seen == [None, None]

@@ -15,7 +15,6 @@ count_tokens() then estimates about 4 characters per token.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -38,6 +37,9 @@ BAD_ANSWER = (
     "llamafile or llama.cpp's server, and not at another program."
 )
 FINISH = {"stop": "eos", "length": "length", "eos": "eos"}
+# What OpenAI's client sends as named arguments; the rest goes in extra_body.
+OPENAI_FIELDS = ("model", "prompt", "messages", "stream", "max_tokens", "temperature",
+                 "top_p", "seed", "stop", "stream_options")
 
 
 def _normalize(url: str) -> str:
@@ -64,7 +66,8 @@ class RemoteEngine(Engine):
         self._client = httpx.Client(
             base_url=self.base_url, headers=headers, trust_env=False,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
-        self.read_timeout = read_timeout
+        self.read_timeout, self.connect_timeout = read_timeout, connect_timeout
+        self._key, self._oai = key, None
         t0 = time.perf_counter()
         listed = self._json("GET", "/v1/models").get("data")
         if not isinstance(listed, list):
@@ -77,6 +80,7 @@ class RemoteEngine(Engine):
             name = ids[0]
         self.server_models = ids
         self.load_s = time.perf_counter() - t0
+        self._openai()  # now, so that no answer's figures include importing it
         super().__init__(name, self.base_url, n_ctx)
         self.on_gpu = False  # the server decides; the client cannot tell
         self.version = _version()
@@ -93,25 +97,33 @@ class RemoteEngine(Engine):
 
     def close(self) -> None:
         self._client.close()
+        if self._oai is not None:
+            self._oai.close()
 
     # -- plumbing -----------------------------------------------------------
     def _bad(self, problem: str) -> RemoteError:
         return RemoteError(BAD_ANSWER.format(url=self.base_url, problem=problem))
 
     def _fail(self, exc) -> RemoteError:
-        import httpx
-
-        if isinstance(exc, httpx.TimeoutException):
-            reason = ("no connection within "
-                      f"{self._client.timeout.connect:g} s" if isinstance(
-                          exc, httpx.ConnectTimeout)
+        """A connection problem (httpx's, or the one under OpenAI's client)."""
+        kinds = {c.__name__ for c in type(exc).__mro__}  # httpx and httpx2 alike
+        if "TimeoutException" in kinds:
+            reason = (f"no connection within {self.connect_timeout:g} s"
+                      if "ConnectTimeout" in kinds
                       else f"no answer within {self.read_timeout:g} s")
-        elif isinstance(exc, httpx.ConnectError):
+        elif "ConnectError" in kinds:
             reason = "connection refused" if "refused" in str(exc).lower() \
                 else f"cannot connect: {exc}"
         else:
             reason = f"{type(exc).__name__}: {exc}"
         return RemoteError(CONNECTION_ERROR.format(url=self.base_url, reason=reason))
+
+    def _refused(self, status: int) -> RemoteError | None:
+        if status in (401, 403):
+            return RemoteError(f"The server at {self.base_url} refused the request "
+                               f"(HTTP {status}): it wants an API key. "
+                               "Pass api_key=... or set KIT_REMOTE_API_KEY.")
+        return None
 
     def _json(self, method: str, path: str, body: dict | None = None) -> dict:
         import httpx
@@ -120,10 +132,8 @@ class RemoteEngine(Engine):
             answer = self._client.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise self._fail(exc) from exc
-        if answer.status_code in (401, 403):
-            raise RemoteError(f"The server at {self.base_url} refused the request "
-                              f"(HTTP {answer.status_code}): it wants an API key. "
-                              "Pass api_key=... or set KIT_REMOTE_API_KEY.")
+        if self._refused(answer.status_code):
+            raise self._refused(answer.status_code)
         if answer.status_code >= 400:
             raise self._bad(f"{method} {path} gave HTTP {answer.status_code}: "
                             f"{answer.text[:200]!r}")
@@ -197,48 +207,87 @@ class RemoteEngine(Engine):
             body["stop"] = list(s.stop)
         return body
 
+    def _openai(self):
+        """OpenAI's own client for the streams (made once, on first use)."""
+        if self._oai is None:
+            import openai
+
+            # An explicit key (or a placeholder that is never sent): the client
+            # must not pick up OPENAI_API_KEY and hand it to a room's server.
+            self._oai = openai.OpenAI(
+                api_key=self._key or "unused", base_url=self.base_url + "/v1",
+                max_retries=0, http_client=openai.DefaultHttpxClient(trust_env=False),
+                timeout=openai.Timeout(self.read_timeout, connect=self.connect_timeout))
+        return self._oai
+
+    def _open_stream(self, path: str, extra: dict, s: Sampling):
+        """The server's streamed answer, opened (a context manager)."""
+        import openai
+
+        body = self._body(extra, s)
+        known = {k: body.pop(k) for k in OPENAI_FIELDS if k in body}
+        api = self._openai()
+        api = api.chat.completions if path.endswith("/chat/completions") else \
+            api.completions
+        return api.with_streaming_response.create(
+            **known, extra_body=body,
+            extra_headers={} if self._key else {"Authorization": openai.omit})
+
     def _run(self, path: str, extra: dict, s: Sampling, stream: Stream):
-        import httpx
+        import openai
 
         st = stream.stats
         scanner = StopScanner(s.stop)  # servers differ on stop strings: check too
         clock = Clock()
-        chunks, usage, reason = 0, None, "length"
+        chunks, usage, reason, seen = 0, None, "length", False
         try:
-            with self._client.stream("POST", path, json=self._body(extra, s)) as answer:
-                if answer.status_code >= 400:
-                    answer.read()
-                    raise self._bad(f"POST {path} gave HTTP {answer.status_code}: "
-                                    f"{answer.text[:200]!r}")
-                for event in _events(answer.iter_lines(), self._bad):
-                    usage = event.get("usage") or usage
-                    for choice in event.get("choices") or []:
-                        piece = choice.get("text")
+            with self._open_stream(path, extra, s) as answer:
+                if "text/event-stream" not in answer.headers.get("content-type", ""):
+                    _check_events(answer.read(), self._bad)  # no SSE type: look
+                for event in answer.parse():
+                    choices = getattr(event, "choices", None)
+                    if not isinstance(choices, list):
+                        raise self._bad("a streamed event is not a JSON object")
+                    seen = True
+                    usage = getattr(event, "usage", None) or usage
+                    for choice in choices:
+                        piece = getattr(choice, "text", None)
                         if piece is None:
-                            piece = (choice.get("delta") or {}).get("content")
+                            piece = getattr(getattr(choice, "delta", None), "content",
+                                            None)
                         if piece:
                             clock.tick()
                             chunks += 1
                             out = scanner.feed(piece)
                             if out:
                                 yield out
-                        if choice.get("finish_reason"):
-                            reason = FINISH.get(choice["finish_reason"],
-                                                choice["finish_reason"])
+                        if choice.finish_reason:
+                            reason = FINISH.get(choice.finish_reason, choice.finish_reason)
                     if scanner.hit:
                         reason = "stop"
                         break
                     if stream.cancelled:
                         reason = "cancelled"
                         break
-        except httpx.HTTPError as exc:
-            raise self._fail(exc) from exc
+        except openai.APIConnectionError as exc:  # timeouts included
+            raise self._fail(exc.__cause__ or exc) from exc
+        except openai.APIStatusError as exc:
+            raise self._refused(exc.status_code) or self._bad(
+                f"POST {path} gave HTTP {exc.status_code}: "
+                f"{exc.response.text[:200]!r}") from None
+        except openai.APIError as exc:  # an error event inside the stream
+            raise self._bad(f"the server reported an error: {str(exc)[:200]}") from None
+        except ValueError as exc:  # an event that is not JSON
+            raise self._bad(f"a streamed event is not JSON ({exc})") from None
+        if not seen:
+            raise self._bad("the stream ended without any answer")
         tail = scanner.flush() if not scanner.hit else ""
         if tail:
             yield tail
-        if usage and isinstance(usage.get("completion_tokens"), int):
-            st.generated_tokens = usage["completion_tokens"]
-            st.prompt_tokens = usage.get("prompt_tokens") or 0
+        done = getattr(usage, "completion_tokens", None)
+        if isinstance(done, int):
+            st.generated_tokens = done
+            st.prompt_tokens = getattr(usage, "prompt_tokens", None) or 0
         else:
             st.generated_tokens = chunks
             st.notices.append("The server sent no token counts; each streamed "
@@ -246,38 +295,18 @@ class RemoteEngine(Engine):
         clock.finish(st, reason, st.prompt_tokens)
 
 
-def _events(lines, bad):
-    """JSON objects from server-sent event lines ('data: {...}')."""
-    seen = False
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith(":"):
-            continue  # keep-alive or comment
-        if line.startswith(("event:", "id:", "retry:")):
-            continue
-        if not line.startswith("data:"):
-            raise bad(f"expected streamed events ('data: ...'), got {line[:80]!r}")
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        try:
-            event = json.loads(data)
-        except ValueError:
-            raise bad(f"a streamed event is not JSON: {data[:80]!r}") from None
-        if not isinstance(event, dict):
-            raise bad("a streamed event is not a JSON object")
-        if "error" in event:
-            raise bad(f"the server reported an error: {str(event['error'])[:200]}")
-        seen = True
-        yield event
-    if not seen:
-        raise bad("the stream ended without any answer")
+def _check_events(body: bytes, bad) -> None:
+    """Refuse a body that is not server-sent events ('data: ...' lines)."""
+    first = next((line.strip() for line in body.splitlines() if line.strip()), b"")
+    if first and not first.startswith((b"data:", b"event:", b"id:", b"retry:", b":")):
+        raise bad("expected streamed events ('data: ...'), got "
+                  f"{first[:80].decode('utf-8', 'replace')!r}")
 
 
 def _version() -> str:
     from importlib import metadata
 
     try:
-        return "httpx " + metadata.version("httpx")
+        return "openai " + metadata.version("openai")
     except metadata.PackageNotFoundError:
         return "?"
