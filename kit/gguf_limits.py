@@ -19,6 +19,7 @@ MAX_LAYERS = 512  # LLAMA_MAX_LAYERS
 MAX_EXPERTS = 1024  # LLAMA_MAX_EXPERTS
 MAX_CONTEXT = 2**31 - 1  # llama-cpp-python keeps it in a signed 32-bit int
 ROPE_SCALING = ("none", "linear", "yarn", "longrope")
+MAX_TEMPLATE = 2**19  # characters: the longest real chat templates hold ~20,000
 _BLOCK = re.compile(r"blk\.(\d+)\.")
 # tokenizer.ggml.model -> {token: (default id, added by default)} for the
 # tokens llama.cpp asserts on when it adds them to a prompt (vocabulary
@@ -201,6 +202,11 @@ def _special_tokens(md: dict, tokens: list) -> str | None:
 
 
 def _tensors(md: dict, tensors) -> str | None:
+    for key, v in md.items():  # compiled when the model loads: a huge one hangs
+        if key.startswith("tokenizer.chat_template") and isinstance(v, str) \
+                and len(v) > MAX_TEMPLATE:
+            return (f"its chat template {key} is {len(v):,} characters long; "
+                    "real ones are a few thousand")
     if md.get("tokenizer.ggml.model") in ("no_vocab", "none"):
         return ("it has no vocabulary (tokenizer.ggml.model is "
                 f"{md['tokenizer.ggml.model']!r}), so it cannot read text")

@@ -310,7 +310,9 @@ def _setting_cases(h: dict) -> dict:
         "tokenizer.ggml.merges": [arr(STR, ["a"] * 5 + [" ", ""]), arr(U32, [1])],
         "tokenizer.ggml.tokens": [arr(STR, ["a"] * 2048), arr(STR, []),
                                   arr(U32, list(range(2048)))],
-        "tokenizer.chat_template": [val(STR, b"\xff{{ x"), val(U32, 3)],
+        "tokenizer.chat_template": [val(STR, b"\xff{{ x"), val(U32, 3),
+                                    val(STR, "{% if x %}y{% endif %}" * 40000),
+                                    val(STR, "{{" + "(" * 3000 + ")" * 3000 + "}}")],
     }
     cases = {}
     for key, values in crafted.items():

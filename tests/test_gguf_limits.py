@@ -62,6 +62,7 @@ def test_a_sound_header_passes():
     ({"llama__rope__dimension_count": 8}, "rope.dimension_count is 8"),
     ({"llama__attention__value_length": 32}, "value_length (32) differ"),
     ({"llama__rope__scaling__type": "bogus"}, "rope.scaling.type"),
+    ({"tokenizer__chat_template": "{{ x }}" * 100000}, "700,000 characters"),
     ({"llama__rope__scaling__type": ""}, "rope.scaling.type"),
     ({"llama__expert_count": 4}, "mixture-of-experts"),
     ({"llama__expert_used_count": 2}, "mixture-of-experts"),
