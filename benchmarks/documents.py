@@ -47,7 +47,7 @@ def main() -> None:
             rep = index.report
             rows.append({"run": run, "chunks": rep.chunks, "embedded": rep.new_chunks,
                          "seconds": f"{s:.2f}", "chunks/s": f"{rep.chunks / s:,.1f}"})
-        print("\nIndexing the bundled documents (8 files)")
+        print(f"\nIndexing the bundled documents ({len(rep.files)} files)")
         print(text_table(rows, right=("chunks", "embedded", "seconds", "chunks/s")))
 
         questions = load_questions()
