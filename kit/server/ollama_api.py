@@ -17,14 +17,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from kit.server.models import (BadRequest, ClientGone, error_status,
-                               needs_schema_support, until_disconnect)
+from kit.server.answer import begin, finish_reason
+from kit.server.models import BadRequest, error_status, needs_schema_support
 
 router = APIRouter(prefix="/api")
-
-DONE = {"eos": "stop", "stop": "stop", "cancelled": "stop", "length": "length",
-        "context": "length"}
-
 
 class Options(BaseModel):
     """The options the kit honours; Ollama's others are accepted and ignored."""
@@ -166,7 +162,7 @@ def _schema(fmt):
 
 def _figures(stats, t0: float, load_s: float) -> dict:
     ns = lambda s: int(s * 1e9)  # noqa: E731
-    return {"done": True, "done_reason": DONE.get(stats.stop_reason, "stop"),
+    return {"done": True, "done_reason": finish_reason(stats),
             "total_duration": ns(time.perf_counter() - t0), "load_duration": ns(load_s),
             "prompt_eval_count": stats.prompt_tokens,
             "prompt_eval_duration": ns(stats.ttft_s),
@@ -175,41 +171,21 @@ def _figures(stats, t0: float, load_s: float) -> dict:
 
 
 async def _answer(request, pool, name, make_stream, n_ctx, stream, wrap, t0):
-    job = await pool.start(request, name, make_stream, n_ctx=n_ctx)
-    try:
-        first = await until_disconnect(request, job.next())
-    except BaseException:
-        job.cancel()
-        raise
-    if first[0] == "error":
-        raise first[1]
+    answer = await begin(request, pool, name, make_stream, n_ctx=n_ctx)
     if not stream:
-        pieces, event = [], first
-        try:
-            while event[0] == "piece":
-                pieces.append(event[1])
-                event = await until_disconnect(request, job.next())
-        except ClientGone:
-            job.cancel()
-            raise
-        if event[0] == "error":
-            raise event[1]
-        return JSONResponse({**wrap("".join(pieces)),
-                             **_figures(event[1], t0, job.load_s)})
+        text, stats = await answer.collect()
+        return JSONResponse({**wrap(text), **_figures(stats, t0, answer.load_s)})
 
     async def lines():
-        event = first
-        try:
-            while event[0] == "piece":
-                yield json.dumps({**wrap(event[1]), "done": False}) + "\n"
-                event = await job.next()
-            if event[0] == "error":  # Ollama's clients raise on an "error" line
-                yield json.dumps({"error": str(event[1]),
-                                  "status": error_status(event[1])}) + "\n"
-                return
-            yield json.dumps({**wrap(""), **_figures(event[1], t0, job.load_s)}) + "\n"
-        finally:
-            job.cancel()  # no-op when finished; stops the model if the client left
+        async for kind, value in answer.events():
+            if kind == "piece":
+                yield json.dumps({**wrap(value), "done": False}) + "\n"
+            elif kind == "error":  # Ollama's clients raise on an "error" line
+                yield json.dumps({"error": str(value),
+                                  "status": error_status(value)}) + "\n"
+            else:
+                end = _figures(value, t0, answer.load_s)
+                yield json.dumps({**wrap(""), **end}) + "\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 

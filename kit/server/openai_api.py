@@ -21,15 +21,11 @@ from llama_cpp.server.types import (CreateChatCompletionRequest, CreateCompletio
 from pydantic import BaseModel, Field
 
 from kit.errors import BadSchema
-from kit.server.models import (BadRequest, ClientGone, error_status, needs_schema_support,
-                               until_disconnect)
+from kit.server.answer import begin, finish_reason
+from kit.server.models import BadRequest, error_status, needs_schema_support
 
 router = APIRouter(prefix="/v1")
 extras = APIRouter(prefix="/extras")  # llama-cpp-python's tokenizer endpoints
-
-FINISH = {"eos": "stop", "stop": "stop", "cancelled": "stop", "length": "length",
-          "context": "length"}
-
 
 class JsonSchemaSpec(BaseModel):
     name: Optional[str] = None
@@ -136,48 +132,28 @@ async def _answer(request, pool, name, make_stream, stream: bool, chunk, final,
     """Run a generation; return JSON, or server-sent events when streaming."""
     from sse_starlette.sse import EventSourceResponse
 
-    job = await pool.start(request, name, make_stream)
-    try:
-        first = await until_disconnect(request, job.next())
-    except BaseException:
-        job.cancel()
-        raise
-    if first[0] == "error":
-        raise first[1]
+    answer = await begin(request, pool, name, make_stream)
     if not stream:
-        pieces, event = [], first
-        try:
-            while event[0] == "piece":
-                pieces.append(event[1])
-                event = await until_disconnect(request, job.next())
-        except ClientGone:
-            job.cancel()
-            raise
-        if event[0] == "error":
-            raise event[1]
-        return JSONResponse(final("".join(pieces), event[1]))
+        return JSONResponse(final(*await answer.collect()))
 
     async def events():
-        event = first
         try:
             yield {"data": json.dumps(chunk(None, None))}  # the role comes first
-            while event[0] == "piece":
-                yield {"data": json.dumps(chunk(event[1], None))}
-                event = await job.next()
-            if event[0] == "error":
-                exc = event[1]
-                yield {"data": json.dumps({"error": {
-                    "message": str(exc), "type": "server_error",
-                    "code": error_status(exc)}})}
-                return
-            stats = event[1]
-            yield {"data": json.dumps(chunk(None, FINISH.get(stats.stop_reason, "stop")))}
-            if include_usage:
-                yield {"data": json.dumps({**chunk(None, None), "choices": [],
-                                           "usage": _usage(stats)})}
-            yield {"data": "[DONE]"}
+            async for kind, value in answer.events():
+                if kind == "piece":
+                    yield {"data": json.dumps(chunk(value, None))}
+                elif kind == "error":
+                    yield {"data": json.dumps({"error": {
+                        "message": str(value), "type": "server_error",
+                        "code": error_status(value)}})}
+                else:
+                    yield {"data": json.dumps(chunk(None, finish_reason(value)))}
+                    if include_usage:
+                        yield {"data": json.dumps({**chunk(None, None), "choices": [],
+                                                   "usage": _usage(value)})}
+                    yield {"data": "[DONE]"}
         finally:
-            job.cancel()  # no-op when finished; stops the model if the client left
+            answer.cancel()  # the client may leave before the first piece
 
     return EventSourceResponse(events(), ping=15)
 
@@ -213,7 +189,7 @@ async def chat_completions(body: ChatRequest, request: Request):
                 "model": name, "system_fingerprint": None,
                 "choices": [{"index": 0, "logprobs": None,
                              "message": {"role": "assistant", "content": text},
-                             "finish_reason": FINISH.get(stats.stop_reason, "stop")}],
+                             "finish_reason": finish_reason(stats)}],
                 "usage": _usage(stats)}
 
     include = bool(body.stream_options and body.stream_options.include_usage)
@@ -249,7 +225,7 @@ async def completions(body: CompletionRequest, request: Request):
         return {"id": rid, "object": "text_completion", "created": created,
                 "model": name,
                 "choices": [{"index": 0, "text": echo + text, "logprobs": None,
-                             "finish_reason": FINISH.get(stats.stop_reason, "stop")}],
+                             "finish_reason": finish_reason(stats)}],
                 "usage": _usage(stats)}
 
     include = bool(body.stream_options and body.stream_options.include_usage)
