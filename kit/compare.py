@@ -179,7 +179,10 @@ def _cell(run: dict, width: int | None) -> str:
     text = run["answer"].strip()
     if width and len(text) > width:
         text = text[: width - 1] + "…"
-    return f"{text} [{run['generated_tokens']} tokens, {run['gen_tps']:.1f} tok/s]"
+    # an answer cut by max_tokens ends mid-sentence: say so, not leave it hanging
+    cut = ", cut at max_tokens" if run.get("stop_reason") == "length" else ""
+    return (f"{text} [{run['generated_tokens']} tokens{cut}, "
+            f"{run['gen_tps']:.1f} tok/s]")
 
 
 def _md(text) -> str:

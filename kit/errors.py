@@ -488,9 +488,9 @@ class UnknownDashboard(KitError):
 
 
 class DashboardMissing(KitError):
-    template = ("The dashboard notebook {path} is missing. Run `kit dashboard` from a "
-                "copy of the kit's repository (the notebooks are not part of the "
-                "installed package).")
+    template = ("The dashboard notebook {path} is missing. Install the kit from its "
+                "wheel or repository (both carry the notebooks), or from a workshop "
+                "pack (INSTALL.txt in the pack), then run `kit dashboard` again.")
 
 
 class NoFreePort(KitError):

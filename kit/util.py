@@ -178,6 +178,21 @@ def lan_addresses() -> list[str]:
 
 # ---- Hugging Face settings, read when called (as the client reads them) ----
 
+def notebooks_dir() -> Path | None:
+    """The kit's notebooks: beside the package (a checkout), or installed with it.
+
+    A wheel carries them to <prefix>/share/local-llm-workshop-kit/notebooks
+    (pyproject's data-files), so an offline laptop has the dashboards too.
+    """
+    import sys
+
+    for folder in (Path(__file__).resolve().parents[1] / "notebooks",
+                   Path(sys.prefix) / "share" / "local-llm-workshop-kit" / "notebooks"):
+        if (folder / "dashboards").is_dir():
+            return folder
+    return None
+
+
 def hf_endpoint() -> str:
     """The Hub address: $HF_ENDPOINT (a mirror) or huggingface.co."""
     return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")

@@ -43,12 +43,13 @@ def browser():
 
 
 @contextmanager
-def voila(name, tmp_path):
+def voila(name, tmp_path, **options):
     log_path = tmp_path / f"voila-{name}.log"
     with open(log_path, "w") as log:
-        proc, url = start(name, free_port(8900), log=log)
+        proc, url = start(name, free_port(8900), log=log, **options)
+        proc.url = url
         try:
-            yield url
+            yield url if not options else proc
         finally:
             proc.terminate()
             try:
@@ -272,3 +273,45 @@ def test_documents_index_ask_and_see_sources(browser, tmp_path, embedding_model_
         assert page.inner_text(".kit-docs-answer").strip()
         assert "[1] (loans.md, line 1)" in page.input_value(".kit-docs-prompt textarea")
         shot(page, "dashboard-documents")
+
+
+def _kernels(pid) -> list:
+    import psutil
+
+    return [c for c in psutil.Process(pid).children(recursive=True)
+            if "ipykernel" in " ".join(c.cmdline())]
+
+
+def test_a_closed_page_gives_its_kernel_back(browser, tmp_path):
+    with voila("fit", tmp_path, cull_after=4) as proc:
+        page = open_dashboard(browser, proc.url, ".kit-fit-answer:has-text('in all')")
+        assert len(_kernels(proc.pid)) == 1  # the page's kernel, holding its state
+        page.close()
+        deadline = time.monotonic() + 90
+        while _kernels(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _kernels(proc.pid) == []
+
+
+def test_sigterm_stops_kit_dashboard_and_voila(tmp_path):
+    import psutil
+    import signal
+
+    port = free_port(8970)
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "dashboard", "fit",
+                             "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children  # Voila
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == []
+        import socket
+
+        with pytest.raises(ConnectionRefusedError):  # nothing listens there now
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        proc.kill()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -107,6 +108,36 @@ def test_build_writes_models_manifest_and_instructions(pack, starter_path):
     assert sha256_file(pack / STARTER_FILE) == STARTER["sha256"]
     assert "kit pack install" in (pack / "INSTALL.txt").read_text()
     assert not list(pack.parent.glob("*.partial"))
+    # the notebooks travel too: a folder, and one zip to download from the room
+    assert m["notebooks"] is True
+    assert (pack / "notebooks" / "dashboards" / "chat.ipynb").is_file()
+    with zipfile.ZipFile(pack / "notebooks.zip") as z:
+        assert "notebooks/06_chat.ipynb" in z.namelist()
+    assert "notebooks.zip" in (pack / "INSTALL.txt").read_text()
+
+
+def test_an_installed_wheel_finds_its_dashboards_without_a_checkout(tmp_path):
+    """`kit dashboard` on a laptop installed from a pack's wheels (no repository)."""
+    from kit.room.wheelhouse import _kit_wheel
+
+    assert _kit_wheel(tmp_path / "w")
+    [wheel] = (tmp_path / "w").glob("*.whl")
+    site, prefix = tmp_path / "site", tmp_path / "prefix"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    [data] = site.glob("*.data")
+    (data / "data").rename(prefix)  # where pip puts data-files: sys.prefix
+    code = ("import sys; sys.prefix = sys.argv[1]; import kit; "
+            "from kit.commands.dashboard import dashboard_path; "
+            "print(kit.__file__); print(dashboard_path('chat'))")
+    out = subprocess.run([sys.executable, "-c", code, str(prefix)], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    where_kit, dashboard = out.stdout.split()
+    assert where_kit.startswith(str(site))  # not this checkout
+    assert dashboard == str(prefix / "share" / "local-llm-workshop-kit" / "notebooks"
+                            / "dashboards" / "chat.ipynb")
 
 
 def test_build_refuses_a_full_folder_and_force_only_replaces_a_pack(tmp_path):
@@ -475,6 +506,8 @@ def test_wheelhouse_installs_offline_and_kit_setup_uses_it(wheel_pack, tmp_path)
         assert any("GGML_NATIVE" in n for n in w["notes"])
     text = (dest / "INSTALL.txt").read_text()
     assert "--no-index --find-links wheels/ -r requirements.txt" in text
+    # the kit first: `kit pack install` needs it
+    assert text.index("pip install --no-index") < text.index("kit pack install")
 
     # `kit setup` in a fresh home takes the starter from the pack's wheels
     home = tmp_path / "laptop"

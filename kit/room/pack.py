@@ -17,7 +17,7 @@ from pathlib import Path
 from kit.errors import PackError
 from kit.room.common import (FORMAT, FORMAT_VERSION, MANIFEST, NAME_RE, WHEELS_GUESS,
                              copy_with_bar, hash_with_bar, slug)
-from kit.util import free_disk_bytes
+from kit.util import free_disk_bytes, notebooks_dir
 from kit import __version__
 from kit.modelfile import read_facts, validate
 from kit.models.registry import installed, resolve
@@ -67,27 +67,56 @@ def _add_model(ref, entry: dict, root: Path, used: set, quiet: bool) -> dict:
     return out
 
 
+def _add_notebooks(root: Path) -> bool:
+    """The lesson notebooks and dashboards, as a folder and as notebooks.zip
+    (one file a learner can download from `kit pack serve`)."""
+    src = notebooks_dir()
+    if src is None:
+        return False
+    shutil.copytree(src, root / "notebooks", ignore=shutil.ignore_patterns(
+        ".ipynb_checkpoints", "__pycache__", "*.pyc"))
+    shutil.make_archive(str(root / "notebooks"), "zip", root, "notebooks")
+    return True
+
+
 def install_text(manifest: dict) -> str:
-    """INSTALL.txt: the exact commands for a learner's laptop."""
+    """INSTALL.txt: the exact commands for a learner's laptop, in order."""
     lines = ["Offline workshop pack", "=====================", "",
              f"Made {manifest['created']} by kit {manifest['kit_version']}.",
-             "Models: " + ", ".join(m["name"] for m in manifest["models"]), "",
-             "Install the models (from this folder, or from the instructor's",
-             "`kit pack serve` address, such as http://192.168.1.20:8765/):", "",
-             "    kit pack install PATH_OR_URL_OF_THIS_PACK", ""]
+             "Models: " + ", ".join(m["name"] for m in manifest["models"]), ""]
+    step = 1
     w = manifest.get("wheels")
     if w:
-        lines += [f"Python packages (wheels for Python {w['python']} on "
-                  f"{w['platform']}), with no internet. In this folder:", "",
+        lines += [f"{step}. The kit and its Python packages (wheels for Python "
+                  f"{w['python']} on {w['platform']}),", "   with no internet. "
+                  "In this folder:", "",
                   "    python -m venv kit-env",
-                  "    source kit-env/bin/activate",
+                  "    source kit-env/bin/activate      (Windows: "
+                  "kit-env\\Scripts\\activate)",
                   "    python -m pip install --no-index --find-links wheels/ "
                   "-r requirements.txt",
                   "    KIT_WHEELHOUSE=wheels/ kit setup", "",
-                  "Laptops with another operating system or Python version "
-                  "need the internet,", "or a pack built on a laptop like "
+                  "   Laptops with another operating system or Python version "
+                  "need the internet,", "   or a pack built on a laptop like "
                   "theirs.", ""]
-        lines += [textwrap.fill(f"Note: {n}", 76) + "\n" for n in w["notes"]]
+        lines += [textwrap.fill(f"Note: {n}", 76, subsequent_indent="   ") + "\n"
+                  for n in w["notes"]]
+        step += 1
+    else:
+        lines += ["This pack has no Python packages: install the kit first (see "
+                  "its README).", ""]
+    lines += [f"{step}. The models (from this folder, or from the instructor's",
+              "   `kit pack serve` address, such as http://192.168.1.20:8765/):", "",
+              "    kit pack install PATH_OR_URL_OF_THIS_PACK", ""]
+    step += 1
+    if manifest.get("notebooks"):
+        lines += [f"{step}. The notebooks: copy the notebooks/ folder of this pack "
+                  "to your laptop, or", "   download notebooks.zip from the "
+                  "instructor's address (for example", "   http://192.168.1.20:"
+                  "8765/notebooks.zip) and unzip it. Then:", "",
+                  "    jupyter lab notebooks/00_setup_check.ipynb", "",
+                  "   The dashboards need no copy: `kit dashboard chat` "
+                  "(also arena, fit, ...).", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +156,8 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
                     "kit_version": __version__,
                     "created": _dt.datetime.now(_dt.timezone.utc)
                     .isoformat(timespec="seconds"),
-                    "models": entries, "wheels": None}
+                    "models": entries, "wheels": None,
+                    "notebooks": _add_notebooks(partial)}
         if wheels:
             info = build_wheelhouse(partial / "wheels", requirements,
                                     llama_wheel=llama_wheel, say=say)

@@ -141,7 +141,7 @@ def _native_note(dest: Path, version: str) -> str:
 
 def _kit_wheel(dest: Path) -> bool:
     """Build the kit's own wheel from its source folder (a checkout)."""
-    src = Path(__file__).resolve().parents[1]
+    src = Path(__file__).resolve().parents[2]  # kit/room/ -> the checkout
     if not (src / "pyproject.toml").is_file():
         return False
     with tempfile.TemporaryDirectory(prefix="kit-wheel-") as tmp:
@@ -149,8 +149,10 @@ def _kit_wheel(dest: Path) -> bool:
         for name in ("pyproject.toml", "README.md", "LICENSE"):
             if (src / name).is_file():
                 shutil.copy2(src / name, Path(tmp) / name)
-        shutil.copytree(src / "kit", Path(tmp) / "kit",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for folder in ("kit", "notebooks"):  # notebooks: pyproject's data-files
+            if (src / folder).is_dir():
+                shutil.copytree(src / folder, Path(tmp) / folder, ignore=shutil.
+                                ignore_patterns("__pycache__", "*.pyc", ".ipynb_*"))
         _pip("wheel", "--no-deps", "-w", str(dest), tmp)
     return True
 
