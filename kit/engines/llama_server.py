@@ -8,22 +8,15 @@ listens on 127.0.0.1 only, and stops when the `with` block ends.
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 from kit.errors import EngineMissing, KitError
+from kit.util import free_port, start_and_wait, stop_process
 
 EXTRAS = ("fastapi", "uvicorn", "sse_starlette", "starlette_context",
           "pydantic_settings")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+__all__ = ["LlamaServer", "free_port"]
 
 
 class LlamaServer:
@@ -61,32 +54,23 @@ class LlamaServer:
         # A file, not a pipe: uvicorn logs every request, and a full pipe
         # would block the server.
         self._log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
-                                     stderr=self._log, text=True)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.seek(0)
-                err = self._log.read().strip().splitlines()[-3:]
-                raise KitError(f"The llama.cpp server stopped at start: {err}. "
-                               "Check the model file and that the port is free.")
-            try:
-                with urllib.request.urlopen(self.url + "/v1/models", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise KitError(f"The llama.cpp server did not answer within "
-                       f"{self.start_timeout:g} s; the machine may be busy: try again.")
+        self.proc, state = start_and_wait(self.cmd, self.url + "/v1/models",
+                                          self.start_timeout, stdout=subprocess.DEVNULL,
+                                          stderr=self._log, text=True)
+        if state == "exited":
+            self._log.seek(0)
+            err = self._log.read().strip().splitlines()[-3:]
+            raise KitError(f"The llama.cpp server stopped at start: {err}. "
+                           "Check the model file and that the port is free.")
+        if state == "timeout":
+            self.stop()
+            raise KitError(f"The llama.cpp server did not answer within "
+                           f"{self.start_timeout:g} s; the machine may be busy: try again.")
+        return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc)
         if getattr(self, "_log", None):
             self._log.close()
 

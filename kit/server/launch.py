@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from kit.errors import ApiKeyRequired, PortInUse, ServerStartFailed
+from kit.util import lan_addresses, listen_socket, stop_process, wait_until_ready
 
 DEFAULT_PORT = 8000
 LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
@@ -40,17 +41,10 @@ def url_for(host: str, port: int) -> str:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (port 0: any free port)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        sock = listen_socket(host, port)
     except socket.gaierror as exc:
         raise PortInUse(host, port, f"unknown address: {exc}") from exc
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(addr)
-        sock.listen(128)
     except OSError as exc:
-        sock.close()
         raise PortInUse(host, port, exc.strerror or str(exc)) from exc
     sock.set_inheritable(True)
     return sock
@@ -139,12 +133,7 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 
 
 def _lan_addresses() -> list[str]:
-    """This computer's IPv4 addresses on its networks (not 127.x)."""
-    import psutil
-
-    found = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
-             if a.family == socket.AF_INET and not a.address.startswith("127.")]
-    return found or ["(no network address found)"]
+    return lan_addresses() or ["(no network address found)"]
 
 
 class RunningServer:
@@ -185,13 +174,7 @@ class RunningServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (politely, then firmly); safe to call twice."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
         atexit.unregister(self.stop)
 
     def __enter__(self):
@@ -235,17 +218,11 @@ def start(models=None, *, port: int = 0, host: str = "127.0.0.1",
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-            text = log_path.read_text(errors="replace").strip().splitlines()
-            detail = next((line for line in reversed(text) if line.startswith("Error:")),
-                          text[-1] if text else f"no answer within {timeout:.0f} s")
-            raise ServerStartFailed(detail)
-        time.sleep(0.05)
+    if wait_until_ready(proc, ready.exists, timeout, interval=0.05) != "ready":
+        text = log_path.read_text(errors="replace").strip().splitlines()
+        detail = next((line for line in reversed(text) if line.startswith("Error:")),
+                      text[-1] if text else f"no answer within {timeout:.0f} s")
+        raise ServerStartFailed(detail)
     info = json.loads(ready.read_text())
     server = RunningServer(proc, info["url"], log_path,
                            _offered(info["url"], api_key), api_key)
