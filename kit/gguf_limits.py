@@ -180,6 +180,7 @@ def _vocabulary(md: dict, a: str, tensors) -> str | None:
 def _special_tokens(md: dict, tokens: list) -> str | None:
     """A token llama.cpp adds to every prompt must exist (else it asserts)."""
     n, model = len(tokens), md.get("tokenizer.ggml.model")
+    model = model if isinstance(model, str) else None  # else llama.cpp refuses
     for what, (default, add) in _TOKENIZERS.get(model, _BPE).items():
         flag = md.get(f"tokenizer.ggml.add_{what[:3]}_token")
         if add != "always" and isinstance(flag, bool):

@@ -298,7 +298,8 @@ def _setting_cases(h: dict) -> dict:
         "general.name": [val(STR, b"\xff\xfe\xfd"), val(STR, "x" * 100000)],
         "tokenizer.ggml.model": [val(STR, "llama"), val(STR, "bert"),
                                  val(STR, "t5"), val(STR, "rwkv"), val(STR, "zzz"),
-                                 val(STR, "no_vocab"), val(U32, 1)],
+                                 val(STR, "no_vocab"), val(U32, 1),
+                                 arr(STR, ["gpt2"])],
         "tokenizer.ggml.pre": [val(STR, "zzz"), val(STR, "llama3")],
         "tokenizer.ggml.bos_token_id": [val(U32, 10**6), val(I32, -1),
                                         val(U32, 2**32 - 1)],
@@ -312,7 +313,9 @@ def _setting_cases(h: dict) -> dict:
                                   arr(U32, list(range(2048)))],
         "tokenizer.chat_template": [val(STR, b"\xff{{ x"), val(U32, 3),
                                     val(STR, "{% if x %}y{% endif %}" * 40000),
-                                    val(STR, "{{" + "(" * 3000 + ")" * 3000 + "}}")],
+                                    val(STR, "{{" + "(" * 3000 + ")" * 3000 + "}}"),
+                                    val(STR, "{% for %}")],  # llama-cpp-python
+        "tokenizer.chat_template.tool_use": [val(STR, "{% fo2 m in x %}")],  # compiles
     }
     cases = {}
     for key, values in crafted.items():
@@ -351,6 +354,41 @@ def _arch_cases(h: dict) -> dict:
             cases[f"arch_{arch}"], f"{arch}.rope.dimension_count", val(U32, 32))
         cases[f"arch_{arch}_values_32"] = setkv(
             cases[f"arch_{arch}"], f"{arch}.attention.value_length", val(U32, 32))
+    return cases
+
+
+INTS = [0, 1, 2, 3, 8, 9, 31, 64, 255, 256, 512, 513, 2047, 2048, 65535,
+        2**31 - 1, 2**31, 2**32 - 1]
+FLOATS = [NAN, INF, -INF, -1.0, 0.0, 1e-30, 1e30, 0.5, 1e-5]
+MORE_KEYS = ["llama.attention.sliding_window", "llama.rope.scaling.yarn_ext_factor",
+             "llama.attention.clamp_kqv", "llama.logit_scale", "llama.attention.scale",
+             "llama.final_logit_softcapping", "llama.expert_shared_count",
+             "llama.leading_dense_block_count", "llama.rope.dimension_sections",
+             "llama.attention.kv_lora_rank", "tokenizer.ggml.token_type_count",
+             "llama.pooling_type"]
+
+
+def _random_setting_cases(h: dict, rng: random.Random, n: int) -> dict:
+    """1 to 3 settings each given a random value of a random type."""
+    keys = [k for k, _ in h["kvs"] if k not in (
+        "tokenizer.ggml.tokens", "tokenizer.ggml.merges")] + MORE_KEYS
+    cases = {}
+    for i in range(n):
+        case = h
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            kind = rng.random()
+            if kind < 0.45:
+                raw = val(rng.choice((U32, I32, U64, I64)), rng.choice(INTS) % 2**31)
+            elif kind < 0.75:
+                raw = val(rng.choice((F32, F64)), rng.choice(FLOATS))
+            elif kind < 0.85:
+                raw = val(BOOL, rng.random() < 0.5)
+            elif kind < 0.95:
+                raw = arr(U32, [rng.choice(INTS[:8]) for _ in range(rng.randrange(5))])
+            else:
+                raw = val(STR, rng.choice(("", "none", "yarn", "llama", "gpt2")))
+            case = setkv(case, rng.choice(keys), raw)
+        cases[f"random_setting_{i}"] = case
     return cases
 
 
@@ -428,7 +466,8 @@ def make_cases(starter: Path, out: Path) -> list[Path]:
     small, small_data = layout(small_model(full))
     base = write(out / "small_unchanged.gguf", small, small_data)
     paths.append(base)
-    for group in (_setting_cases(small), _header_cases(small), _arch_cases(small)):
+    for group in (_setting_cases(small), _header_cases(small), _arch_cases(small),
+                  _random_setting_cases(small, rng, 60)):
         for name, case in group.items():
             put(name.replace("/", "_"), case)
     for name, case in {**_tensor_cases(small),
