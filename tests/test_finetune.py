@@ -250,3 +250,15 @@ def test_retention_counts_whole_answers_only(monkeypatch):
     monkeypatch.setattr(ft, "ask", lambda model, qs, **kw: answers[:len(qs)])
     score, rows = ft.retention("any")
     assert score == 2 and len(rows) == len(items)
+
+
+def test_cli_prints_the_estimate_and_refuses_a_run_far_too_long(starter_path, capsys):
+    from kit.cli import main
+
+    code = main(["finetune", "smollm2:135m", "--data", str(bundled()),
+                 "--epochs", "400", "--max-minutes", "1", "--label", "cli"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "Memory: 4 copies x 4 bytes" in out and "Time: about" in out
+    assert "more than the 1 minutes allowed" in err and "--yes" in err
+    assert "smollm2:135m-ft-cli" not in installed()
