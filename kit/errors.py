@@ -422,6 +422,18 @@ class ClientGone(Exception):
     """The client closed the connection before its answer began."""
 
 
+class ChatTemplateError(KitError):
+    """A model file's chat template is broken, unsafe, or never finishes."""
+
+    template = ("The chat template in {name} cannot be used: {problem}. Send plain "
+                "text instead (model.generate(...), `kit run --raw`), or use another "
+                "copy of this model (download it again).")
+
+
+class TookTooLong(KitError):
+    template = "{what} did not finish within {seconds:g} s; {fix}"
+
+
 class NoSchemaSupport(KitError):
     template = ("The {engine} engine cannot follow a JSON schema; use a llama.cpp "
                 "model for --json-schema.")

@@ -20,6 +20,7 @@ from pathlib import Path
 from kit.errors import BadSchema, StructuredOutputInvalid
 
 ANY_JSON = "json"  # "any JSON object", as in Ollama's format="json"
+SCHEMA_SECONDS = 10.0  # real schemas convert in milliseconds
 
 
 def parse_schema(schema) -> dict:
@@ -58,9 +59,15 @@ def to_grammar(schema) -> str:
     """The llama.cpp grammar (GBNF text) that allows only answers fitting `schema`."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    from kit.engines.guards import time_limit
+
+    too_slow = f"turning it into a grammar took over {SCHEMA_SECONDS:g} s; simplify it"
     schema = parse_schema(schema)
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        with time_limit(SCHEMA_SECONDS, lambda: BadSchema(too_slow)):
+            return json_schema_to_gbnf(json.dumps(schema))
+    except BadSchema:
+        raise
     except Exception as exc:  # the converter asserts on what it cannot express
         raise BadSchema(f"llama.cpp cannot express it as a grammar ({exc})") from exc
 

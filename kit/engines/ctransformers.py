@@ -18,6 +18,7 @@ import sys
 import time
 
 from kit.engines.base import Clock, Engine, Sampling, Stream, token_loop
+from kit.engines.guards import rendering_chat, special_spans
 from kit.errors import EngineCannotRun, EngineMissing, KitError, PromptTooLong
 
 ARCHITECTURES = ("llama", "falcon")  # what its GGUF loader can build
@@ -173,20 +174,42 @@ class CTransformersEngine(Engine):
         def name(i):
             return names[i] if i is not None and 0 <= i < len(names) else ""
 
-        return env.from_string(self.chat_template or FALLBACK_TEMPLATE).render(
-            messages=messages, add_generation_prompt=True,
-            bos_token=name(self.bos), eos_token=name(self.eos))
+        with rendering_chat(self.name):  # bounded in time, errors explained
+            return env.from_string(self.chat_template or FALLBACK_TEMPLATE).render(
+                messages=messages, add_generation_prompt=True,
+                bos_token=name(self.bos), eos_token=name(self.eos))
+
+    def chat_tokens(self, messages: list[dict]) -> list[int]:
+        """The token ids the model reads; control-token text in messages stays text."""
+        text = self.format_chat(messages)
+        specials = {self._names[i] for i in self.control if i < len(self._names)}
+        spans = special_spans(text, messages, specials) if self.bpe else []
+        if not spans:
+            tokens = self.tokenize(text, special=True)
+        else:
+            tokens, pos = self.tokenize("", special=True), 0  # BOS, if it adds one
+            for start, end in spans:
+                tokens += self.bpe.encode(text[pos:start], special=True)
+                tokens += self.bpe.encode(text[start:end], special=False)
+                pos = end
+            tokens += self.bpe.encode(text[pos:], special=True)
+        if self.bos is not None and tokens[1:2] == [self.bos] and tokens[0] == self.bos:
+            tokens = tokens[1:]  # the template wrote BOS already
+        return tokens
 
     # -- generation -------------------------------------------------------
     def generate(self, prompt, sampling=None, **kw) -> Stream:
         s = Sampling.make(sampling, **kw)
         return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream))
 
-    def chat(self, messages, sampling=None, **kw) -> Stream:
+    def chat(self, messages, sampling=None, tools=None, tool_choice="auto",
+             **kw) -> Stream:
+        if tools is not None:  # tool calling: kit.tools (notebook 09) says what can
+            from kit.tools.calls import tool_chat
+
+            return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
         s = Sampling.make(sampling, **kw)
-        tokens = self.tokenize(self.format_chat(messages), special=True)
-        if self.bos is not None and tokens[1:2] == [self.bos] and tokens[0] == self.bos:
-            tokens = tokens[1:]  # the template wrote BOS already
+        tokens = self.chat_tokens(messages)
 
         def run(stream):
             if not self.chat_template:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 from kit.engines.base import Clock, Engine, Sampling, Stream, token_loop
-from kit.errors import EngineMissing, KitError, PromptTooLong
+from kit.engines.guards import rendering_chat, special_spans, template_errors
+from kit.errors import EmptyPrompt, EngineMissing, KitError, PromptTooLong
 
 # Used when a model file has no chat template of its own; we say so.
 FALLBACK_TEMPLATE = (
@@ -55,14 +56,15 @@ class LlamaCppEngine(Engine):
         self.load_s = 0.0
         t0 = time.perf_counter()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
-                n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers,
-                seed=seed if seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
-                use_mmap=use_mmap, verbose=False, embedding=embedding,
-                # an encoder reads each text in one batch: batch = context
-                **(dict(n_batch=n_ctx, n_ubatch=n_ctx) if embedding else {}),
-            )
+            with template_errors(name):  # llama-cpp-python reads the template now
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                    n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers,
+                    seed=seed if seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
+                    use_mmap=use_mmap, verbose=False, embedding=embedding,
+                    # an encoder reads each text in one batch: batch = context
+                    **(dict(n_batch=n_ctx, n_ubatch=n_ctx) if embedding else {}),
+                )
         except (ValueError, RuntimeError) as exc:
             raise KitError(
                 f"llama.cpp could not load {path}: {exc}. The file may be for a "
@@ -75,6 +77,7 @@ class LlamaCppEngine(Engine):
         meta = self.llm.metadata or {}
         self.chat_template = meta.get("tokenizer.chat_template")
         self._formatter = None
+        self._specials = None
 
     # -- tokens -----------------------------------------------------------
     def tokenize(self, text: str, special: bool = False) -> list[int]:
@@ -86,17 +89,53 @@ class LlamaCppEngine(Engine):
     # -- chat template ----------------------------------------------------
     def format_chat(self, messages: list[dict], tools: list[dict] | None = None) -> str:
         """The exact text the model sees for a conversation (its own template)."""
-        if self._formatter is None:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        with rendering_chat(self.name):  # bounded in time, errors explained
+            if self._formatter is None:
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            text = import_llama_cpp().llama_vocab_get_text
-            eos, bos = self.llm.token_eos(), self.llm.token_bos()
-            self._formatter = Jinja2ChatFormatter(
-                template=self.chat_template or FALLBACK_TEMPLATE,
-                eos_token=text(self.vocab, eos).decode("utf-8") if eos != -1 else "",
-                bos_token=text(self.vocab, bos).decode("utf-8") if bos != -1 else "",
-            )
-        return self._formatter(messages=messages, tools=tools).prompt
+                text = import_llama_cpp().llama_vocab_get_text
+                eos, bos = self.llm.token_eos(), self.llm.token_bos()
+                self._formatter = Jinja2ChatFormatter(
+                    template=self.chat_template or FALLBACK_TEMPLATE,
+                    eos_token=text(self.vocab, eos).decode("utf-8") if eos != -1 else "",
+                    bos_token=text(self.vocab, bos).decode("utf-8") if bos != -1 else "",
+                )
+            return self._formatter(messages=messages, tools=tools).prompt
+
+    def special_texts(self) -> set[str]:
+        """The text of every control token ('<|im_start|>', ...), read once."""
+        if self._specials is None:
+            lib, vocab = import_llama_cpp(), self.vocab
+            kinds = (lib.LLAMA_TOKEN_ATTR_CONTROL | lib.LLAMA_TOKEN_ATTR_USER_DEFINED
+                     | lib.LLAMA_TOKEN_ATTR_UNKNOWN)  # what llama.cpp parses as special
+            found = (lib.llama_vocab_get_text(vocab, i).decode("utf-8", "replace")
+                     for i in range(lib.llama_vocab_n_tokens(vocab))
+                     if lib.llama_vocab_get_attr(vocab, i) & kinds)
+            self._specials = {t for t in found if t.strip()}
+        return self._specials
+
+    def chat_tokens(self, messages: list[dict]) -> list[int]:
+        """The token ids the model reads for a conversation.
+
+        The template's own markers become control tokens; the same text inside
+        a message stays plain text, so a message cannot open a turn itself.
+        """
+        text = self.format_chat(messages)
+
+        def ids(part: str, special: bool) -> list[int]:
+            return self.llm.tokenize(part.encode("utf-8"), add_bos=False,
+                                     special=special) if part else []
+
+        tokens, pos = [], 0
+        for start, end in special_spans(text, messages, self.special_texts()):
+            tokens += ids(text[pos:start], True) + ids(text[start:end], False)
+            pos = end
+        tokens += ids(text[pos:], True)  # the template writes any BOS as text
+        bos = self.llm.token_bos()
+        adds_bos = import_llama_cpp().llama_vocab_get_add_bos(self.vocab)
+        if bos != -1 and (not tokens or tokens[0] != bos) and adds_bos:
+            tokens = [bos] + tokens
+        return tokens
 
     # -- generation -------------------------------------------------------
     def generate(self, prompt, sampling=None, json_schema=None, **kw) -> Stream:
@@ -125,13 +164,7 @@ class LlamaCppEngine(Engine):
         self._need_chat()
         s = Sampling.make(sampling, **kw)
         grammar = self._grammar(json_schema)
-        text = self.format_chat(messages)
-        # The template already writes any BOS token as text: parse specials.
-        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        bos = self.llm.token_bos()
-        adds_bos = import_llama_cpp().llama_vocab_get_add_bos(self.vocab)
-        if bos != -1 and (not tokens or tokens[0] != bos) and adds_bos:
-            tokens = [bos] + tokens
+        tokens = self.chat_tokens(messages)
 
         def run(stream):
             if not self.chat_template:
@@ -159,6 +192,8 @@ class LlamaCppEngine(Engine):
     def _run(self, tokens: list[int], s: Sampling, stream: Stream, grammar=None):
         llm, st = self.llm, stream.stats
         n_prompt = len(tokens)
+        if not n_prompt:  # llama.cpp needs at least one token to start from
+            raise EmptyPrompt()
         if n_prompt >= self.n_ctx:
             raise PromptTooLong(n_prompt, self.n_ctx)
         st.prompt_tokens = n_prompt
