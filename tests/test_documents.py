@@ -233,6 +233,12 @@ def test_index_saves_reuses_and_searches_by_cosine(small_folder, tmp_path,
     assert third.report.embedded == ["loans.txt"] and third.report.reused == ["hours.md"]
     assert len(list((where / "files").glob("*.npz"))) == 2
     assert not list(where.rglob("*.tmp"))
+    # a saved file damaged on disk is embedded again, not trusted
+    manifest = json.loads((where / "manifest.json").read_text())
+    (where / "files" / f"{manifest['files']['hours.md']['sha256']}.npz").write_bytes(b"PK")
+    fourth = index_folder(small_folder, progress=False, home=home)
+    assert fourth.report.embedded == ["hours.md"] and fourth.report.reused == ["loans.txt"]
+    assert np.allclose(fourth.vectors, third.vectors, atol=1e-5)
 
 
 class _Interrupt(Exception):

@@ -187,6 +187,8 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
     t0 = time.perf_counter()
     folder = Path(folder).expanduser()
     files, skipped = document_files(folder)
+    if not files:  # say so before loading any model
+        raise NoDocuments(folder, "it holds no documents", skipped)
     model = _embedder(embedder)
     where = index_dir(folder, getattr(model, "name", str(embedder)), size, overlap, home)
     manifest_path = where / "manifest.json"
@@ -196,6 +198,7 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
         old = {}
     report = IndexReport(str(folder), skipped=list(skipped))
     entries, todo = {}, []  # todo: (name, sha, chunks) still to embed
+    done_files = {}  # name: (vectors, chunks)
     for path in files:
         name = path.relative_to(folder).as_posix()
         try:
@@ -216,10 +219,15 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
             report.skipped.append(Skipped(name, f"cannot be opened ({exc.strerror})"))
             continue
         entry = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        if (where / "files" / f"{sha}.npz").is_file():
-            entries[name] = entry
-            report.reused.append(name)
-            continue
+        saved = where / "files" / f"{sha}.npz"
+        if saved.is_file():
+            try:
+                done_files[name] = _load(saved, name)
+                entries[name] = entry
+                report.reused.append(name)
+                continue
+            except Exception:  # damaged on disk: embed it again
+                saved.unlink(missing_ok=True)
         try:
             chunks = chunk_document(read_file(path, name, max_bytes), size, overlap)
         except Unreadable as exc:
@@ -231,8 +239,7 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
         entries[name] = entry
         todo.append((name, sha, chunks))
     if not entries:
-        raise NoDocuments(folder, "none of its files could be read" if files
-                          else "it holds no documents", report.skipped)
+        raise NoDocuments(folder, "none of its files could be read", report.skipped)
     total = sum(len(c) for _, _, c in todo)
     update, close = _progress(progress, total)
     limit, done = _token_limit(model), 0
@@ -247,7 +254,8 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
                                      f"{limit})" for j, n in cut]
                 done += len(part)
                 update(done, total)
-            _save(where / "files" / f"{sha}.npz", np.concatenate(vectors), chunks)
+            done_files[name] = (np.concatenate(vectors), chunks)
+            _save(where / "files" / f"{sha}.npz", *done_files[name])
             report.embedded.append(name)
     finally:
         close()
@@ -259,8 +267,8 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
         if stale.stem not in keep:
             stale.unlink(missing_ok=True)
     vectors, chunks = [], []
-    for name, entry in entries.items():
-        v, c = _load(where / "files" / f"{entry['sha256']}.npz", name)
+    for name in entries:  # in the folder's (sorted) order
+        v, c = done_files[name]
         vectors.append(v)
         chunks += c
     report.files = list(entries)
