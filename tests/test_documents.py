@@ -354,6 +354,10 @@ def test_answer_shows_its_prompt_and_sources_with_the_starter(small_folder, tmp_
     assert reply.prompt.rstrip().endswith("<|im_start|>assistant")
     assert reply.text.strip() and "Sources:\n[1] loans.txt, line 1" in str(reply)
     assert reply.stats.generated_tokens <= 40
+    # keywords that match nothing: no model is asked, and the answer says so
+    empty = answer_mod.answer("zebra giraffe", index, method="bm25", model="smollm2:135m")
+    assert empty.text == answer_mod.NOT_FOUND and empty.hits == [] and empty.stats is None
+    assert "no model was asked" in str(empty)
 
 
 def test_a_capable_model_cites_its_sources(small_folder, tmp_path, embedding_model_path,

@@ -121,9 +121,13 @@ def answer(question: str, index, model=None, k: int = 3, method: str = "embeddin
     from kit.engines import load
 
     hits = index.search(question, k=k, method=method)
+    messages = build_messages(question, list(hits))
+    if not hits:  # nothing to answer from: asking would only invite a guess
+        return Answer(question, [], messages, "", NOT_FOUND,
+                      getattr(model, "name", model or chat_model_name()), [],
+                      hits.notices + ["Nothing matched, so no model was asked."])
     if model is None or isinstance(model, str):
         model = load(model or chat_model_name())
-    messages = build_messages(question, list(hits))
     fmt = getattr(model, "format_chat", None)
     prompt = fmt(messages) if fmt else "\n\n".join(m["content"] for m in messages)
     stream = model.chat(messages, max_tokens=max_tokens, temperature=temperature,
