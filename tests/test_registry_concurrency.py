@@ -57,15 +57,23 @@ def test_many_imports_at_once_are_all_registered(starter_path, tmp_path, n,
 
 
 DAMAGED = {"truncated": '{"models": {"a": ', "binary": "\x00\xff\x00",
-           "a list": "[]", "wrong entries": '{"models": {"x": 3}}'}
+           "a list": "[]", "wrong entries": '{"models": {"x": 3}}',
+           "a folder": None}
 
 
 @pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
 def test_a_damaged_list_says_the_way_out(kit_home, content):
+    listing = kit_home / "models.json"
     kit_home.mkdir(parents=True)
-    (kit_home / "models.json").write_text(content, encoding="latin-1")
+    if content is None:
+        listing.mkdir()
+    else:
+        listing.write_text(content, encoding="latin-1")
     with pytest.raises(RegistryDamaged, match="kit setup --reset-list"):
         registry.installed()
+    kept = registry.move_aside()
+    assert kept.name.startswith("models.json.damaged-") and not listing.exists()
+    assert registry.installed() == {}
 
 
 def test_a_damaged_list_blocks_neither_help_nor_doctor_nor_setup(
@@ -84,8 +92,9 @@ def test_a_damaged_list_blocks_neither_help_nor_doctor_nor_setup(
     assert "--reset-list" in capsys.readouterr().err
     # without a terminal to ask in, `kit setup` refuses before downloading
     starts = []
-    monkeypatch.setattr("kit.models.starter.install_starter",
-                        lambda **kw: starts.append(kw))
+    for where in ("kit.models.starter", "kit.cli"):  # wherever cli finds it
+        monkeypatch.setattr(f"{where}.install_starter",
+                            lambda **kw: starts.append(kw), raising=False)
     monkeypatch.setattr("sys.stdin", open(os.devnull))
     assert cli.main(["setup"]) == 1
     assert not starts and listing.read_text() == '{"models": {"a": '

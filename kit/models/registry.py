@@ -41,8 +41,8 @@ def _load_registry() -> dict:
         reg = json.loads(path.read_text())
     except FileNotFoundError:
         return {"models": {}}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RegistryDamaged(path, exc) from exc
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryDamaged(path, exc) from exc  # unreadable: a folder, no rights
     if not isinstance(reg, dict) or not isinstance(reg.get("models"), dict) or \
             not all(isinstance(m, dict) and isinstance(m.get("path"), str)
                     for m in reg["models"].values()):
