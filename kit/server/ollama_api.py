@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from kit.server import tools_api
 from kit.server.answer import begin, finish_reason
 from kit.server.models import BadRequest, error_status, needs_schema_support
 
@@ -56,8 +57,10 @@ class GenerateRequest(BaseModel):
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool"]
-    content: str = ""
+    content: Optional[str] = ""
     images: Optional[list[Any]] = None
+    tool_calls: Optional[list[Any]] = None  # an assistant's calls (kit.server.tools_api)
+    tool_name: Optional[str] = None  # a tool's result names its tool
 
 
 class ChatRequest(BaseModel):
@@ -209,8 +212,6 @@ async def generate(body: GenerateRequest, request: Request):
     pool = request.app.state.pool
     name = pool.canonical(body.model)
     _refuse_images(body.images)
-    if body.suffix:
-        raise BadRequest("suffix (fill in the middle) is not supported by this server.")
     n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
     sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
 
@@ -223,6 +224,10 @@ async def generate(body: GenerateRequest, request: Request):
     def make_stream(model):
         needs_schema_support(model, schema)
         extra = {"json_schema": schema} if schema is not None else {}
+        fim = tools_api.fim_stream(model, body.prompt, body.suffix, sampling) \
+            if body.suffix or body.raw else None  # fill in the middle
+        if fim is not None:
+            return fim
         if body.raw:
             return model.generate(body.prompt, **sampling, **extra)
         messages = ([{"role": "system", "content": body.system}] if body.system else [])
@@ -239,23 +244,29 @@ async def chat(body: ChatRequest, request: Request):
     name = pool.canonical(body.model)
     for m in body.messages:
         _refuse_images(m.images)
-    if body.tools:
-        raise BadRequest("Tools are not supported by this server; send plain "
-                         "messages (or ask for JSON with format).")
+    tools = tools_api.chat_options(body.tools)
+    if tools and _schema(body.format) is not None:
+        raise BadRequest("Send tools or format, not both.")
     n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
     sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
 
+    made = {}  # the model's stream, to read its tool calls at the end
+
     def wrap(text):
-        return {"model": name, "created_at": _now(),
-                "message": {"role": "assistant", "content": text}}
+        message = {"role": "assistant", "content": text}
+        answer = made.get("stream")
+        if answer is not None and answer.done and tools_api.called(answer):
+            message["tool_calls"] = tools_api.ollama_calls(answer)
+        return {"model": name, "created_at": _now(), "message": message}
 
     if not body.messages:
         return await _just_load(request, pool, name, n_ctx, wrap, t0)
-    messages = [{"role": m.role, "content": m.content} for m in body.messages]
+    messages = tools_api.messages_in(body.messages)
 
     def make_stream(model):
         needs_schema_support(model, schema)
         extra = {"json_schema": schema} if schema is not None else {}
-        return model.chat(messages, **sampling, **extra)
+        made["stream"] = model.chat(messages, **sampling, **extra, **tools)
+        return made["stream"]
 
     return await _answer(request, pool, name, make_stream, n_ctx, body.stream, wrap, t0)

@@ -9,6 +9,7 @@ the same API), with the newer fields OpenAI's client sends added.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -21,6 +22,7 @@ from llama_cpp.server.types import (CreateChatCompletionRequest, CreateCompletio
 from pydantic import BaseModel, Field
 
 from kit.errors import BadSchema
+from kit.server import tools_api
 from kit.server.answer import begin, finish_reason
 from kit.server.models import BadRequest, error_status, needs_schema_support
 
@@ -46,6 +48,8 @@ class Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[dict], None] = None
     name: Optional[str] = None
+    tool_calls: Optional[list[dict]] = None  # an assistant's calls (kit.server.tools_api)
+    tool_call_id: Optional[str] = None  # a tool's result answers this call
 
 
 class StreamOptions(BaseModel):
@@ -56,11 +60,12 @@ class ChatRequest(CreateChatCompletionRequest):
     messages: list[Message] = Field(min_length=1)
     response_format: Optional[ResponseFormat] = None
     stream_options: Optional[StreamOptions] = None
-    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=0)
+    parallel_tool_calls: Optional[bool] = None
 
 
 class CompletionRequest(CreateCompletionRequest):
-    max_tokens: Optional[int] = Field(default=16, ge=1)
+    max_tokens: Optional[int] = Field(default=16, ge=0)  # 0: until the model stops
     stream_options: Optional[StreamOptions] = None
 
 
@@ -86,6 +91,24 @@ def _schema(fmt: ResponseFormat | None):
                             "json_schema.schema")
         return fmt.json_schema.schema_
     return fmt.schema_ or "json"
+
+
+# Fields of OpenAI's API this server does not implement (yet): refused, never
+# silently ignored. Remove a name here when its route learns it.
+UNSUPPORTED = {
+    "logprobs": "log probabilities are not returned by this server yet",
+    "top_logprobs": "log probabilities are not returned by this server yet",
+    "suffix": "suffix (fill in the middle) is not supported by this server yet",
+    "grammar": "send a JSON schema as response_format instead of a grammar",
+}
+
+
+def refuse_unsupported(body) -> None:
+    """A clear 400 for a field the server would otherwise quietly ignore."""
+    for field, why in UNSUPPORTED.items():
+        value = getattr(body, field, None)
+        if value not in (None, False):
+            raise BadRequest(f"{field} is not supported: {why}. Leave it out.")
 
 
 def _sampling(body, n_ctx: int, max_tokens) -> dict:
@@ -162,34 +185,47 @@ async def _answer(request, pool, name, make_stream, stream: bool, chunk, final,
 async def chat_completions(body: ChatRequest, request: Request):
     pool = request.app.state.pool
     name = pool.canonical(body.model)
-    if body.tools or body.functions:
-        raise BadRequest("Tools and functions are not supported by this server; "
-                         "send plain messages (or ask for JSON with response_format).")
-    messages = [{"role": "system" if m.role == "developer" else m.role,
-                 "content": _text(m.content)} for m in body.messages]
+    refuse_unsupported(body)
+    if body.functions:
+        raise BadRequest("functions (OpenAI's older form) are not supported; send "
+                         "the same schemas as tools.")
+    messages = tools_api.messages_in(body.messages, _text)
+    tools = tools_api.chat_options(body.tools, body.tool_choice, body.parallel_tool_calls)
     schema = _schema(body.response_format)
+    if tools and schema is not None:
+        raise BadRequest("Send tools or response_format, not both.")
     sampling = _sampling(body, pool.n_ctx, body.max_completion_tokens or body.max_tokens)
     extra = {"json_schema": schema} if schema is not None else {}
     rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
+    made = {}  # the model's stream, to read its tool calls at the end
+
     def make_stream(model):
         needs_schema_support(model, schema)
-        return model.chat(messages, **sampling, **extra)
+        made["stream"] = model.chat(messages, **sampling, **extra, **tools)
+        return made["stream"]
 
     def chunk(piece, finish):
         delta = ({"content": piece} if piece is not None
                  else {} if finish else {"role": "assistant", "content": ""})
+        if finish and tools_api.called(made.get("stream")):
+            delta = {"tool_calls": tools_api.openai_deltas(made["stream"])}
+            finish = tools_api.TOOL_FINISH
         return {"id": rid, "object": "chat.completion.chunk", "created": created,
                 "model": name, "system_fingerprint": None,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None,
                              "finish_reason": finish}]}
 
     def final(text, stats):
+        message, reason = {"role": "assistant", "content": text}, finish_reason(stats)
+        if tools_api.called(made.get("stream")):
+            message = {"role": "assistant", "content": text or None,
+                       "tool_calls": tools_api.openai_calls(made["stream"])}
+            reason = tools_api.TOOL_FINISH
         return {"id": rid, "object": "chat.completion", "created": created,
                 "model": name, "system_fingerprint": None,
-                "choices": [{"index": 0, "logprobs": None,
-                             "message": {"role": "assistant", "content": text},
-                             "finish_reason": finish_reason(stats)}],
+                "choices": [{"index": 0, "logprobs": None, "message": message,
+                             "finish_reason": reason}],
                 "usage": _usage(stats)}
 
     include = bool(body.stream_options and body.stream_options.include_usage)
@@ -201,18 +237,23 @@ async def chat_completions(body: ChatRequest, request: Request):
 async def completions(body: CompletionRequest, request: Request):
     pool = request.app.state.pool
     name = pool.canonical(body.model)
+    refuse_unsupported(body)
     prompt = body.prompt
     if isinstance(prompt, list):
         if len(prompt) != 1:
             raise BadRequest("Send one prompt per request (a string, or a list "
                              "holding one string).")
         prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt:
+        raise BadRequest("The prompt is empty: send the text to continue as "
+                         "\"prompt\".")
     sampling = _sampling(body, pool.n_ctx, body.max_tokens)
     rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     echo = prompt if body.echo else ""
 
-    def make_stream(model):
-        return model.generate(prompt, **sampling)
+    def make_stream(model):  # with a suffix, or in the FIM layout: fill the middle
+        fim = tools_api.fim_stream(model, prompt, body.suffix, sampling)
+        return fim if fim is not None else model.generate(prompt, **sampling)
 
     def chunk(piece, finish):
         if piece is None and finish is None:
@@ -238,7 +279,7 @@ async def tokenize(body: TokenizeInputRequest, request: Request):
     """The token ids the model sees (as kit's model.tokenize gives them)."""
     pool = request.app.state.pool
     model, _ = await pool.ensure(request, pool.canonical(body.model))
-    return {"tokens": model.tokenize(body.input)}
+    return {"tokens": await asyncio.to_thread(model.tokenize, body.input)}
 
 
 @extras.post("/detokenize")
