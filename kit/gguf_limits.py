@@ -5,7 +5,7 @@ settings reach a `GGML_ASSERT`, which ends the whole process (the Jupyter
 kernel, or a server with every learner's session) with no message: a block
 count of 0 or over 512, a NaN epsilon, a duplicated vocabulary entry, an
 unknown RoPE scaling name, impossible expert or head counts. kit.gguf_check
-calls `problem()` after reading the header (notebook 02 shows `kit info`).
+calls `problem()` after reading the header (notebook 00: model facts).
 
 >>> problem({"general.architecture": "llama", "llama.block_count": 0}, [])
 'llama.block_count is 0 (it must be 1 to 512)'
