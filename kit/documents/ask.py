@@ -72,6 +72,9 @@ class Answer:
         out = [self.text.strip(), "", "Sources:", self.sources()]
         return "\n".join(out + [f"NOTE: {n}" for n in self.notices])
 
+    def _repr_pretty_(self, p, cycle) -> None:  # Jupyter shows the readable form
+        p.text(str(self))
+
 
 def split_claims(text: str, hits: list[Hit]) -> list[Claim]:
     """Sentences of the answer with the sources each cites and how well they match."""

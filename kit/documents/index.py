@@ -93,6 +93,9 @@ class Results(list):
         lines = [str(h) for h in self] or ["(nothing found)"]
         return "\n".join(lines + [f"NOTE: {n}" for n in self.notices])
 
+    def _repr_pretty_(self, p, cycle) -> None:  # Jupyter shows the readable form
+        p.text(str(self))
+
 
 @dataclass
 class IndexReport:
@@ -119,6 +122,9 @@ class IndexReport:
                        "embedding model's context: only their start was embedded "
                        "(use a smaller chunk size): " + "; ".join(self.truncated[:5]))
         return "\n".join(out)
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))
 
 
 def _embedder(embedder):
