@@ -43,9 +43,9 @@ TEMPLATED = sorted((c for c in vars(errors).values() if inspect.isclass(c)
 
 @pytest.mark.parametrize("cls", TEMPLATED, ids=lambda c: c.__name__)
 def test_templated_messages_fill_in_and_survive_pickling(cls):
-    fields = {f for _, f, _, _ in string.Formatter().parse(cls.template) if f}
-    values = {f: (7 if f in ("n", "code", "port", "first", "last", "timeout") else f"<{f}>")
-              for f in fields}
+    specs = {f: spec for _, f, spec, _ in string.Formatter().parse(cls.template) if f}
+    # a number where the template formats one ({seconds:g}, {size:,}), else a word
+    values = {f: 7 if spec else f"<{f}>" for f, spec in specs.items()}
     err = cls(**values)
     text = str(err)
     assert text and "{" not in text and text.rstrip().endswith((".", ")"))
