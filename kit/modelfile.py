@@ -2,7 +2,7 @@
 
 >>> facts = read_facts("SmolLM2-135M-Instruct.Q4_1.gguf")
 >>> print(facts.summary())
-Smollm2 135M 8k Lc100K Mix1 Ep2 · llama · 135M params · Q4_1 · 98 MB · ...
+smollm2 135M · llama · 135M params · Q4_1 · 98 MB · ...
 """
 from __future__ import annotations
 
@@ -96,6 +96,22 @@ def _file_type_name(value) -> str | None:
     return name.removeprefix("MOSTLY_").removeprefix("ALL_")
 
 
+
+def _display_name(md: dict) -> str | None:
+    """A readable model name: base name, size and a one-word fine-tune label.
+
+    general.name often carries a training code ("Smollm2 135M 8k Lc100K Mix1
+    Ep2"); base name and size say the same thing plainly ("smollm2 135M").
+    """
+    base, size = md.get("general.basename"), md.get("general.size_label")
+    if isinstance(base, str) and base and isinstance(size, str) and size:
+        tune = md.get("general.finetune")
+        word = f" {tune}" if isinstance(tune, str) and tune.isalpha() else ""
+        return f"{base} {size}{word}"
+    name = md.get("general.name")
+    return name if isinstance(name, str) else None
+
+
 def facts_from_scan(s: GGUFScan) -> ModelFacts:
     """Turn an already-checked scan into ModelFacts (no file access)."""
     md = s.metadata
@@ -119,7 +135,7 @@ def facts_from_scan(s: GGUFScan) -> ModelFacts:
         _int(md.get(a + "vocab_size"))
     template = md.get("tokenizer.chat_template")
     template = template if isinstance(template, str) and template else None
-    name = md.get("general.name")
+    name = _display_name(md)
     lic = md.get("general.license")
     head_count = _int(md.get(a + "attention.head_count"))
     head_count_kv = _int(md.get(a + "attention.head_count_kv"))

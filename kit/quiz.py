@@ -122,10 +122,15 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
+def _plain(text: str) -> str:
+    """Choices are plain-text radio labels: drop the backticks around code."""
+    return re.sub(r"`([^`]+)`", r"\1", text)
+
+
 def _question_box(n: int, question: Question, on_answer):
     import ipywidgets as w
 
-    pick = w.RadioButtons(options=[(c, i) for i, c in enumerate(question.choices)],
+    pick = w.RadioButtons(options=[(_plain(c), i) for i, c in enumerate(question.choices)],
                           value=None, layout=w.Layout(width="auto"))
     button = w.Button(description="Check", button_style="info")
     result = w.HTML()

@@ -192,6 +192,9 @@ STYLE = """.reveal { font-size: 30px; }
 .reveal h1 { font-size: 1.9em; } .reveal h2 { font-size: 1.4em; }
 .reveal table { font-size: 0.7em; } .reveal pre { width: 100%; font-size: 0.6em; }
 .reveal pre code { max-height: 520px; white-space: pre-wrap !important; }
+.reveal section.dense p { font-size: 0.75em; }
+.reveal section.dense pre { font-size: 0.44em; margin: 4px auto; }
+.reveal section.dense pre code { max-height: 600px; }
 .reveal .slides section { text-align: left; }
 .kit-home { position: fixed; bottom: 10px; left: 14px; font: 14px sans-serif;
   color: #888; z-index: 30; }

@@ -1,8 +1,9 @@
 """The numbers the slides show, measured from the kit while the slides build.
 
 Every figure comes from a real run or a real file: the starter model's own
-facts, its tokenizer, one short generation on this machine, the kit's memory
-arithmetic and catalog, and benchmark results saved under benchmarks/results/.
+facts, its tokenizer, one short generation on this machine (checked for
+plausibility: a busy machine's speeds are marked, not shown), the kit's memory
+arithmetic and catalog, and the GPU results shipped in kit/data/.
 
 >>> figures = collect(measure=True)
 >>> figures["run.gen_tps"]          # e.g. '52.3'
@@ -70,6 +71,41 @@ def file_figures() -> dict:
     }
 
 
+# The starter model writes about 50 tokens/s on an ordinary laptop and starts
+# within half a second. Far below that, the build machine was busy, and a slide
+# saying "0.8 tok/s" would mislead a room: such a run is tried again, and if it
+# stays implausible the speed figures are marked instead of shown.
+MIN_GEN_TPS = 5.0
+MAX_TTFT_S = 3.0
+TRIES = 3
+
+
+def implausible(gen_tps: float, ttft_s: float) -> str | None:
+    """Why measured figures look like a busy machine's, or None if they look real."""
+    if gen_tps < MIN_GEN_TPS:
+        return f"it wrote only {gen_tps:.1f} tokens/s (expected {MIN_GEN_TPS:g} or more)"
+    if ttft_s > MAX_TTFT_S:
+        return f"the first token took {ttft_s:.2f} s (expected under {MAX_TTFT_S:g} s)"
+    return None
+
+
+def figures_cpu(facts: dict) -> str:
+    return facts.get("cpu_model") or platform.processor() or "unknown CPU"
+
+
+def _busy(figures: dict, why: str) -> dict:
+    mark = f"not shown: the machine that built these slides was busy ({why})"
+    out = dict(figures)
+    for key in ("run.prompt_tps", "run.gen_tps", "run.ttft_s", "run.load_s"):
+        out[key] = "(busy machine)"
+    out["run.stats_line"] = mark
+    out["run.speed"] = (f"Speeds are not shown: the machine that built these slides "
+                        f"was busy ({why}). Measure your own with the command below.")
+    out["run.load_line"] = "Loading is quick: the file is"
+    out["run.busy"] = why
+    return out
+
+
 def run_figures(max_tokens: int = 48) -> dict:
     """Load the starter model, tokenize, and time one short answer here."""
     import kit
@@ -83,17 +119,25 @@ def run_figures(max_tokens: int = 48) -> dict:
     shown = " · ".join(f"`{p.replace(' ', '␣')}`" for p in pieces if p)
     messages = [{"role": "system", "content": SYSTEM},
                 {"role": "user", "content": QUESTION}]
-    answer = model.chat(messages, temperature=0, seed=1, max_tokens=max_tokens)
+    best = None
+    for _ in range(TRIES):  # keep the fastest run; stop at the first plausible one
+        answer = model.chat(messages, temperature=0, seed=1, max_tokens=max_tokens)
+        answer.text
+        if best is None or answer.stats.gen_tps > best.stats.gen_tps:
+            best = answer
+        if not implausible(answer.stats.gen_tps, answer.stats.ttft_s):
+            break
+    answer = best
     text = answer.text.strip()
     st = answer.stats
     facts = machine_facts()
     report = format_report(run_checks(hub_timeout=2.0, facts=facts))
-    return {
+    figures = {
         "doctor.report": report.replace(str(Path.home()), "~"),
         "tokens.sentence": SENTENCE,
         "tokens.count": str(len([p for p in pieces if p])),
         "tokens.pieces": shown,
-        "run.cpu": facts.get("cpu_model") or platform.processor() or "unknown CPU",
+        "run.cpu": figures_cpu(facts),
         "run.threads": str(model.n_threads),
         "run.load_s": f"{model.load_s:.2f}",
         "run.prompt_tokens": str(st.prompt_tokens),
@@ -106,7 +150,21 @@ def run_figures(max_tokens: int = 48) -> dict:
         "run.system": SYSTEM,
         "run.answer": text.replace("\n", " "),
         "run.template": model.format_chat(messages).rstrip(),
+        "run.busy": "",
+        "run.speed": (f"When these slides were built, the starter model read a prompt "
+                      f"at {st.prompt_tps:.0f} tokens/s and wrote at {st.gen_tps:.1f} "
+                      f"tokens/s ({figures_cpu(facts)}, {model.n_threads} threads)."),
+        "run.load_line": (f"Loading took {model.load_s:.2f} s when these slides were "
+                          "built: the file is"),
     }
+    why = implausible(st.gen_tps, st.ttft_s)
+    if why:
+        import sys
+
+        print(f"WARNING: speed figures not used on the slides: {why}. Build again on "
+              "an idle machine to show them.", file=sys.stderr)
+        return _busy(figures, why)
+    return figures
 
 
 def not_measured() -> dict:
@@ -115,7 +173,9 @@ def not_measured() -> dict:
             "run.ttft_s", "run.stats_line", "run.answer", "run.template"]
     out = {key: NOT_MEASURED for key in keys}
     out.update({"tokens.sentence": SENTENCE, "run.question": QUESTION,
-                "run.system": SYSTEM})
+                "run.system": SYSTEM, "run.busy": "",
+                "run.speed": "Speeds were not measured when these slides were built.",
+                "run.load_line": "Loading is quick: the file is"})
     return out
 
 

@@ -120,6 +120,13 @@ def test_quiz_widget_gives_feedback_and_keeps_score():
     assert f"1 of {len(questions)} right" in panel.score.value
 
 
+@pytest.mark.parametrize("quiz_id", ["01", "02", "06"])
+def test_quiz_choices_show_no_literal_backticks(quiz_id):
+    panel = quiz.show_quiz(quiz_id)
+    labels = [label for box in panel.questions for label in box.pick.options]
+    assert labels and not any("`" in label for label in labels)
+
+
 def test_every_lesson_notebook_ends_with_its_own_quiz():
     missing = []
     for nb in _lessons():
@@ -189,13 +196,41 @@ def test_figures_come_from_the_kit_and_a_real_run(built, starter_path):
     assert figures["starter.quant"] == facts.quantization
     model = kit.load(quiet=True)
     assert figures["tokens.count"] == str(len(model.tokenize(figures["tokens.sentence"])))
-    assert float(figures["run.gen_tps"]) > 0 and int(figures["run.gen_tokens"]) >= 1
+    assert int(figures["run.gen_tokens"]) >= 1
+    if figures["run.busy"]:  # a busy build machine: marked, never shown as typical
+        assert figures["run.gen_tps"] == "(busy machine)"
+        deck = (built / "n01_first_local_model.html").read_text()
+        assert "the machine that built these slides was busy" in deck
+        return
+    assert float(figures["run.gen_tps"]) >= 5
     assert figures["run.template"] == model.format_chat([
         {"role": "system", "content": figures["run.system"]},
         {"role": "user", "content": figures["run.question"]}]).rstrip()
     assert "Starter model" in figures["doctor.report"]
     deck = (built / "n01_first_local_model.html").read_text()
     assert f"({figures['run.gen_tps']} tok/s)" in deck  # the measured line is on a slide
+
+
+def test_the_closing_deck_claims_only_what_the_90_minute_plan_covers():
+    guide = (DOCS / "instructor-guide.md").read_text()
+    plan = guide.split("### 90 minutes", 1)[1].split("\n### ", 1)[0]
+    taught = set(re.findall(r"notebooks/(\d\d)_", plan))
+    deck = build_mod.read_deck(ROOT / "slides" / "src" / "z_next_steps.md").body
+    did = deck.split("## What we did", 1)[1].split("\n---", 1)[0]
+    bullets = [line for line in did.splitlines() if line.startswith("- ")]
+    claimed = [re.search(r"\(notebook (\d\d)\)", b) for b in bullets]
+    assert bullets and all(claimed), "each bullet names its notebook"
+    assert {m.group(1) for m in claimed} <= taught, (taught, bullets)
+
+
+def test_implausible_build_figures_are_caught():
+    figures = _load_script("slide_figures", ROOT / "slides" / "figures.py")
+    # the figures a busy machine once put on a slide
+    assert "0.8 tokens/s" in figures.implausible(0.8, 9.85)
+    assert "9.85 s" in figures.implausible(55.0, 9.85)
+    assert figures.implausible(55.0, 0.3) is None
+    marked = figures._busy({"run.gen_tps": "0.8", "run.stats_line": "x"}, "busy")
+    assert marked["run.gen_tps"] == "(busy machine)" and "busy" in marked["run.stats_line"]
 
 
 class _Refs(HTMLParser):
@@ -284,7 +319,7 @@ def test_decks_render_in_a_real_browser_with_no_network(built):
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"])
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
             page.on("request", lambda r: requests.append(r.url))
             page.on("pageerror", lambda e: errors.append(str(e)))
             for src in sorted((ROOT / "slides" / "src").glob("*.md")):
@@ -297,6 +332,11 @@ def test_decks_render_in_a_real_browser_with_no_network(built):
                                      ".length") >= expected - 1
                 assert page.evaluate("document.querySelectorAll('aside.notes').length") == \
                     len(re.findall(r"^Note:", body, re.M))
+                # at a projector's 1280x720 every slide fits its frame (none overflows)
+                over = page.evaluate("""(() => { const h = Reveal.getConfig().height;
+                    return Reveal.getSlides().map((s, i) => { Reveal.slide(i);
+                      return [i, s.scrollHeight - h]; }).filter(x => x[1] > 0); })()""")
+                assert over == [], f"{src.name}: slides taller than the frame: {over}"
         finally:
             browser.close()
     assert not errors, errors

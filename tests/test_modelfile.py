@@ -366,3 +366,17 @@ def test_modelfacts_is_frozen(starter_gguf):
     assert isinstance(facts, ModelFacts)
     with pytest.raises(AttributeError):
         facts.name = "other"
+
+
+def test_display_name_drops_training_codes():
+    from kit.modelfile import _display_name
+
+    starter = {"general.name": "Smollm2 135M 8k Lc100K Mix1 Ep2",
+               "general.basename": "smollm2", "general.size_label": "135M",
+               "general.finetune": "8k-lc100k-mix1-ep2"}
+    assert _display_name(starter) == "smollm2 135M"
+    qwen = {"general.name": "Qwen2.5 Coder 1.5B Instruct",
+            "general.basename": "Qwen2.5-Coder", "general.size_label": "1.5B",
+            "general.finetune": "Instruct"}
+    assert _display_name(qwen) == "Qwen2.5-Coder 1.5B Instruct"
+    assert _display_name({"general.name": "Plain"}) == "Plain"

@@ -300,9 +300,23 @@ def test_bench_panel_reads_saved_results(tmp_path):
     assert sorted(t[:2] for t in found["speed"]["test"]) == ["pp", "tg"]
     panel = BenchPanel(folder=tmp_path)
     assert "speed.json" in panel.about.value and panel.speed.value[:4] == PNG
-    assert panel.quality_plot.value[:4] == PNG and "tps_mean" in panel.table.value
+    assert panel.quality_plot.value[:4] == PNG and "tokens per second" in panel.table.value
+    assert "tps_mean" not in panel.table.value and "ttft_s" not in panel.table.value
+    from kit.widgets.bench import speed_table
+
+    assert (speed_table(found["speed"])["spread (±, tokens/s)"] == "-").all()  # 1 run
     assert list(found["quality"]["model"]) == ["smollm2:135m"]
     assert found["quality"]["file_bytes"][0] == pytest.approx(98_360_000)
+
+
+def test_bench_panel_measures_only_llama_cpp_models(kit_home, starter_path):
+    from kit.models.registry import register
+    from kit.widgets.bench import measure_now
+
+    register("smollm2:135m", starter_path, source="starter")
+    register("smollm2:135m-ct", starter_path, engine="ctransformers")
+    df = measure_now()
+    assert set(df["model"]) == {"smollm2:135m"}
 
 
 def test_bench_panel_measures_when_nothing_is_saved(tmp_path):

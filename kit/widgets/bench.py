@@ -73,10 +73,33 @@ def find_results(folder=None) -> dict:
             "files": files}
 
 
-def measure_now(models=None):
-    """A tiny speed measurement of installed models (pp 64, tg 32 tokens)."""
+# The table's columns in words (the DataFrame keeps llama-bench's short names).
+COLUMN_TITLES = {"model": "model", "quantization": "quantization",
+                 "threads": "threads", "test": "test (pp: read, tg: write)",
+                 "n_tokens": "tokens", "tps_mean": "tokens per second",
+                 "tps_std": "spread (±, tokens/s)",
+                 "ttft_s": "first token after (s)"}
 
-    models = models or list(installed())[:3] or [None]
+
+def speed_table(df):
+    """The speed results for people: worded columns, rounded, no spread from one run."""
+    cols = [c for c in COLUMN_TITLES if c in df.columns]
+    out = df[cols].copy()
+    if "tps_std" in out and "reps" in df.columns:  # one run has no spread to show
+        out["tps_std"] = out["tps_std"].where(df["reps"] > 1)
+    out = out.round({"tps_mean": 1, "tps_std": 1, "ttft_s": 2})
+    return out.rename(columns=COLUMN_TITLES).fillna("-")
+
+
+def measure_now(models=None):
+    """A tiny speed measurement of installed models (pp 64, tg 32 tokens).
+
+    Copies made for another engine (e.g. smollm2:135m-ct for ctransformers)
+    are left out: this measures llama.cpp.
+    """
+    known = installed()
+    models = models or [n for n, e in known.items()
+                        if e.get("engine", "llamacpp") == "llamacpp"][:3] or [None]
     return run_bench(models, n_prompt=64, n_gen=32, reps=1,
                      measure_bandwidth=False, quiet=True)
 
@@ -152,9 +175,7 @@ class BenchPanel(W.VBox):
         self.about.value = html.escape(source)
         self.speed.value = speed_png(df)
         self.speed.layout.display = ""
-        cols = [c for c in ("model", "quantization", "threads", "test", "n_tokens",
-                            "tps_mean", "tps_std", "ttft_s") if c in df.columns]
-        self.table.value = df[cols].round(2).to_html(index=False)
+        self.table.value = speed_table(df).to_html(index=False)
 
     def show_quality(self, df) -> None:
         if df is None:
