@@ -202,7 +202,7 @@ def _special_tokens(md: dict, tokens: list) -> str | None:
     return None
 
 
-def _tensors(md: dict, tensors) -> str | None:
+def _template_vocab_norms(md: dict, tensors) -> str | None:
     for key, v in md.items():  # compiled when the model loads: a huge one hangs
         if key.startswith("tokenizer.chat_template") and isinstance(v, str) \
                 and len(v) > MAX_TEMPLATE:
@@ -225,5 +225,5 @@ def problem(md: dict, tensors) -> str | None:
     a = arch + "."
     why, n_layer = _blocks(md, a, tensors)
     return (why or _heads(md, a, n_layer, tensors) or _experts(md, a, n_layer)
-            or _floats(md, a) or _tensors(md, tensors)
+            or _floats(md, a) or _template_vocab_norms(md, tensors)
             or _vocabulary(md, a, tensors))
