@@ -162,8 +162,9 @@ def _protocol(request_timeout: float):
     uvicorn times out idle kept-alive connections but not a client that
     sends its headers a byte at a time; this closes any connection that has
     not sent a whole request within request_timeout seconds of opening (or
-    of its last answer). It reads uvicorn's `cycle`, `transport` and `loop`
-    attributes: tests/test_fileserver.py fails loudly if they change.
+    of its last answer), and cuts running downloads when the server stops.
+    It reads uvicorn's `cycle`, `transport` and `loop` attributes:
+    tests/test_fileserver.py fails loudly if they change.
     """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -175,6 +176,14 @@ def _protocol(request_timeout: float):
         def on_response_complete(self):
             super().on_response_complete()
             self._arm()
+
+        def shutdown(self):
+            # Stopping the server cuts downloads still running (as Ctrl-C
+            # always did): the laptops resume them later, and no task is
+            # left to cancel with a traceback.
+            super().shutdown()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.transport.abort()  # close() would wait for a slow reader
 
         def _arm(self):
             cycle = self.cycle

@@ -170,3 +170,15 @@ def test_a_stopped_server_frees_its_port(pack):
         time.sleep(0.1)
     else:
         pytest.fail("the port still answers after stop()")
+
+
+def test_stopping_cuts_a_running_download_without_a_traceback(pack, caplog):
+    big = pack / "models" / "big.gguf"
+    big.write_bytes(bytes(64 * 2**20))  # more than the socket buffers hold
+    server = make_server(pack, port=0, quiet=True).start()
+    with socket.create_connection(server.server_address, timeout=10) as s:
+        s.sendall(b"GET /models/big.gguf HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200")  # then never reads again
+        with caplog.at_level("WARNING"):
+            server.stop()
+    assert not [r for r in caplog.records if r.exc_info or "Exception" in r.getMessage()]
