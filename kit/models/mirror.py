@@ -158,7 +158,8 @@ class Mirror:
                   Route(repo + "/tree/{rev}", self._tree),
                   Route(repo + "/tree/{rev}/{sub:path}", self._tree),
                   Route("/{owner}/{name}/resolve/{rev}/{rel:path}", self._resolve,
-                        methods=["GET", "HEAD"])]
+                        methods=["GET", "HEAD"]),
+                  Route("/{other:path}", self._not_found, methods=["GET", "HEAD"])]
         self.app = RequestLog(Starlette(routes=routes), self.log)
         self.server: FileServer | None = None
 
@@ -220,6 +221,9 @@ class Mirror:
         return entry
 
     # ---- routes ----
+    async def _not_found(self, request):
+        return _error(404, "NotFound", "Not found")
+
     async def _search(self, request):
         from starlette.responses import JSONResponse
 
