@@ -238,3 +238,9 @@ def test_offline_search_and_pull_fail_at_once_without_retry_lines():
         said = out.stdout + out.stderr  # (search still lists catalog matches)
         assert "cannot be looked up" in said, said
         assert "Retry" not in said and "Traceback" not in said
+
+
+def test_one_thread_is_singular():
+    out = kit("run", "smollm2:135m", "hi", "--threads", "1", "--max-tokens", "4")
+    said = out.stdout + out.stderr
+    assert out.returncode == 0 and "1 thread," in said and "1 threads" not in said
