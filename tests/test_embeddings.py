@@ -146,6 +146,7 @@ def test_embed_gives_unit_rows_in_order_whatever_the_batching(model):
     assert np.allclose(all_at_once, two_by_two, atol=1e-4)
     assert np.allclose(all_at_once[:3], one, atol=1e-4)
     assert model.embed_stats.texts == 1 and model.embed_stats.tokens > 3
+    assert model.embed([]).shape == (0, 384)
 
 
 def test_similar_meanings_score_higher(model):
@@ -263,6 +264,11 @@ def test_kit_embed_prints_vectors_json_and_similarities(model, tmp_path):
     sims = kit("embed", EMBED_NAME, "renew a book", "extend a loan", "two eggs",
                "--similarity")
     assert sims.returncode == 0 and sims.stdout.count("~") == 3
+    many = tmp_path / "many.txt"  # a long list: a progress bar on stderr
+    many.write_text("\n".join(f"line {i}" for i in range(80)))
+    out = kit("embed", EMBED_NAME, "--file", str(many), "--json")
+    assert out.returncode == 0 and len(json.loads(out.stdout)["embeddings"]) == 80
+    assert "Embedding with all-minilm:l6-v2" in out.stderr and "80/80" in out.stderr
     long = kit("embed", EMBED_NAME, "word " * 700)
     assert long.returncode == 0 and "cut to fit" in long.stderr
     wrong = kit("embed", "smollm2:135m", "hi")

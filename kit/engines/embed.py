@@ -174,8 +174,6 @@ def embed_remote(engine, texts, *, batch_size: int | None = None, progress=None,
     import httpx
     import numpy as np
 
-    from kit.engines.remote import RemoteError
-
     texts = as_texts(texts)
     size = batch_size or 64
     stats = EmbedStats(texts=len(texts))
@@ -190,8 +188,8 @@ def embed_remote(engine, texts, *, batch_size: int | None = None, progress=None,
             except httpx.HTTPError as exc:
                 raise engine._fail(exc) from exc
             if answer.status_code in (400, 404, 422):
-                raise RemoteError(f"The server at {engine.base_url} would not embed "
-                                  f"with {engine.name}: {_message(answer)}")
+                raise KitError(f"The server at {engine.base_url} would not embed "
+                               f"with {engine.name}: {_message(answer)}")
             if answer.status_code >= 400:
                 raise engine._bad(f"POST /v1/embeddings gave HTTP {answer.status_code}"
                                   f": {answer.text[:200]!r}")
@@ -206,7 +204,8 @@ def embed_remote(engine, texts, *, batch_size: int | None = None, progress=None,
                 raise engine._bad(f"asked for {len(part)} embeddings, got {len(data)}")
             stats.tokens += int(usage.get("prompt_tokens") or 0)
             bar.update(len(part))
-    out = np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
+    out = np.asarray(rows, dtype=np.float32).reshape(len(texts), -1) if rows \
+        else np.zeros((0, 0), dtype=np.float32)  # nothing asked, no width known
     if normalize:
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     stats.seconds = time.perf_counter() - t0
