@@ -32,6 +32,12 @@ def register(sub) -> None:
     p.add_argument("--max-queue", type=int, default=8,
                    help="requests that may wait for one model before others are "
                    "told to retry (HTTP 503); default 8")
+    p.add_argument("--max-body", type=float, default=10, metavar="MB",
+                   help="largest request accepted, in MB (default 10; larger: HTTP 413)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (for "
+                   "example the name a proxy uses); this computer's own names "
+                   "always work")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
@@ -47,6 +53,8 @@ def cmd_serve(a) -> int:
         raise BadParameter("--port", port, "a number from 0 to 65535 (0: any free port)")
     if a.max_queue < 1:
         raise BadParameter("--max-queue", a.max_queue, "1 or more")
+    if not a.max_body > 0:
+        raise BadParameter("--max-body", a.max_body, "a size in MB above 0")
     api_key = None
     if not is_local(a.host) or a.api_key_env:
         api_key, where = room_key(a.api_key_env or KEY_ENV)
@@ -57,5 +65,6 @@ def cmd_serve(a) -> int:
     serve(a.models, host=a.host, port=port, api_key=api_key, n_ctx=a.ctx,
           n_threads=a.threads, max_queue=a.max_queue, log_level=a.log_level,
           memory_budget=a.memory * 1_000_000 if a.memory else None,
-          ready_file=a.ready_file, parent_pid=a.parent_pid)
+          ready_file=a.ready_file, parent_pid=a.parent_pid,
+          max_body=int(a.max_body * 1_000_000), allow_hosts=a.allow_host)
     return 0

@@ -8,12 +8,17 @@ when the client leaves. Each API only shapes what it sends.
 """
 from __future__ import annotations
 
+import time
+
 from kit.errors import ClientGone
 from kit.server.models import until_disconnect
 
 # The kit's stop reasons as both APIs name them (finish_reason, done_reason).
 FINISH = {"eos": "stop", "stop": "stop", "cancelled": "stop", "length": "length",
           "context": "length"}
+
+
+CHECK_EVERY = 0.2  # seconds between looks at whether a client is still there
 
 
 def finish_reason(stats) -> str:
@@ -38,11 +43,17 @@ class Answer:
     async def collect(self):
         """(the whole text, its stats); ClientGone (and the model stops) if the
         client leaves first."""
-        pieces, event = [], self.first
+        pieces, event, checked = [], self.first, time.monotonic()
         try:
             while event[0] == "piece":
                 pieces.append(event[1])
-                event = await until_disconnect(self.request, self.job.next())
+                # Pieces may come faster than until_disconnect looks: look here too.
+                if time.monotonic() - checked > CHECK_EVERY:
+                    checked = time.monotonic()
+                    if self.request is not None and await self.request.is_disconnected():
+                        raise ClientGone()
+                event = await until_disconnect(self.request, self.job.next(),
+                                               every=CHECK_EVERY)
         except ClientGone:
             self.cancel()
             raise

@@ -10,23 +10,10 @@ import json
 import logging
 
 from kit.errors import KitError, ServerBusy
+from kit.server.guard import MAX_BODY, RequestGuard, error_body
 from kit.server.models import BadRequest, ClientGone, ModelPool, error_status
 
 log = logging.getLogger("kit.server")
-
-OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                404: "invalid_request_error", 503: "server_busy"}
-OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found", 503: "server_busy"}
-
-
-def error_body(path: str, status: int, message: str) -> dict:
-    """The error shape each API's clients expect: OpenAI's under /v1, else Ollama's."""
-    if path.startswith("/v1"):
-        return {"error": {"message": message,
-                          "type": OPENAI_TYPES.get(status, "server_error"),
-                          "param": None, "code": OPENAI_CODES.get(status)}}
-    return {"error": message}
-
 
 def error_response(request, status: int, message: str, headers=None):
     from fastapi.responses import JSONResponse
@@ -74,52 +61,40 @@ class RequireKey:
         await send({"type": "http.response.body", "body": body})
 
 
-LOCAL_NAMES = {"127.0.0.1", "localhost", "::1"}
+def route_paths(routes):
+    """Every route's path, included routers' too."""
+    for route in routes:
+        if isinstance(getattr(route, "path", None), str):
+            yield route.path
+        inner = getattr(route, "original_router", None)  # FastAPI's included router
+        if inner is not None:
+            yield from route_paths(inner.routes)
 
 
-def local_origin(origin: str) -> bool:
-    """True for web pages served from this computer (http://localhost:8888...)."""
-    from urllib.parse import urlsplit
+def unsupported_route(request, why: str) -> str:
+    """A 404/405 that names the routes this server offers under the same API."""
+    path = request.url.path
+    prefix = "/" + path.strip("/").split("/")[0]
+    offered = sorted(p for p in set(route_paths(request.app.routes))
+                     if p.startswith(prefix + "/"))
+    api = {"/api": "Ollama", "/v1": "OpenAI"}.get(prefix)
+    if not api:
+        return f"{why}: {path}. This is a kit server: its APIs are under /v1 and /api."
+    message = (f"{request.method} {path} is not offered by this kit server ({why}). "
+               f"Its {api} routes: {', '.join(offered)}.")
+    if api == "Ollama":
+        message += (" Models are added on the server's computer (`kit pull`), not "
+                    "through the API.")
+    return message
 
-    try:
-        return urlsplit(origin).hostname in LOCAL_NAMES
-    except ValueError:
-        return False
 
+def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
+               max_body: int = MAX_BODY, hosts=()):
+    """The FastAPI app serving `pool` (OpenAI API under /v1, Ollama's under /api).
 
-class JsonBodies:
-    """ASGI middleware: read every POST body as JSON, refuse foreign web pages.
-
-    Ollama's examples send JSON with `curl -d` (no JSON content type), so the
-    content type is not required. Browsers mark requests that a web page
-    makes with an Origin header: only pages served from this computer may call
-    (other clients, such as curl, openai and ollama, send no Origin).
+    max_body: the largest request in bytes; hosts: names besides this
+    computer's own that the server answers for (kit.server.guard).
     """
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        if origin and not local_origin(origin):
-            body = json.dumps(error_body(scope.get("path", ""), 403,
-                                         f"Requests from web pages at {origin} "
-                                         "are refused.")).encode()
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"application/json")]})
-            return await send({"type": "http.response.body", "body": body})
-        if scope.get("method") == "POST" and b"json" not in headers.get(
-                b"content-type", b""):
-            headers[b"content-type"] = b"application/json"
-            scope = {**scope, "headers": list(headers.items())}
-        return await self.app(scope, receive, send)
-
-
-def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None):
-    """The FastAPI app serving `pool` (OpenAI API under /v1, Ollama's under /api)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -147,7 +122,10 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None):
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        return error_response(request, exc.status_code, str(exc.detail))
+        message = str(exc.detail)
+        if message in ("Not Found", "Method Not Allowed"):  # say what there is
+            message = unsupported_route(request, message)
+        return error_response(request, exc.status_code, message)
 
     @app.exception_handler(KitError)
     async def kit_error(request: Request, exc: KitError):
@@ -183,7 +161,7 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None):
     app.include_router(ollama_api.router)
     app.include_router(embed_api.openai_router)
     app.include_router(embed_api.ollama_router)
-    app.add_middleware(JsonBodies)
+    app.add_middleware(RequestGuard, max_body=max_body, hosts=hosts)
     if api_key:  # added last, so it runs first: no key, no further work
         app.add_middleware(RequireKey, api_key=api_key)
     return app

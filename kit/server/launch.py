@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -22,9 +23,11 @@ import urllib.request
 from pathlib import Path
 
 from kit.errors import ApiKeyRequired, PortInUse, ServerStartFailed
+from kit.server.guard import MAX_BODY
 from kit.util import lan_addresses, listen_socket, stop_process, wait_until_ready
 
 DEFAULT_PORT = 8000
+MIN_KEY = 16  # characters: shorter keys are guessable, so the server warns
 LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
 KEY_ENV = "KIT_API_KEY"
 
@@ -95,8 +98,15 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           api_key: str | None = None, n_ctx: int | None = None,
           n_threads: int | None = None, memory_budget: int | None = None,
           max_queue: int = 8, log_level: str = "info", ready_file=None,
-          parent_pid: int | None = None, quiet: bool = False) -> None:
-    """Serve `models` (default: every installed model) until stopped (Ctrl-C)."""
+          parent_pid: int | None = None, quiet: bool = False,
+          max_body: int = MAX_BODY, allow_hosts=()) -> None:
+    """Serve `models` (default: every installed model) until stopped (Ctrl-C).
+
+    max_body: the largest request in bytes (larger ones get HTTP 413);
+    allow_hosts: host names to answer for besides this computer's own.
+    """
+    import logging
+
     import uvicorn
 
     from kit.server.app import create_app
@@ -104,6 +114,10 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 
     if not is_local(host) and not api_key:
         raise ApiKeyRequired(host)
+    if api_key and len(api_key) < MIN_KEY:
+        print(f"Warning: the API key is only {len(api_key)} characters long; anyone "
+              f"on the network could guess it. Use {MIN_KEY} or more (unset "
+              f"{KEY_ENV} and the kit makes a long one).", file=sys.stderr, flush=True)
     pool = ModelPool(models, n_ctx=n_ctx, n_threads=n_threads,
                      memory_budget=memory_budget, max_queue=max_queue)
     sock = bind(host, port)
@@ -115,8 +129,10 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
             part.write_text(json.dumps({"url": url, "pid": os.getpid()}))
             os.replace(part, ready_file)
 
-    app = create_app(pool, api_key=api_key, on_ready=ready)
+    app = create_app(pool, api_key=api_key, on_ready=ready, max_body=max_body,
+                     hosts=served_names(host, allow_hosts))
     config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=3)
+    logging.getLogger("uvicorn.access").addFilter(HideSecrets())
     server = uvicorn.Server(config)
     if parent_pid:
         threading.Thread(target=_watch_parent, args=(parent_pid, server),
@@ -130,6 +146,34 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
               + ("; API key required" if api_key else "")
               + ". Stop it with Ctrl-C.", flush=True)
     server.run(sockets=[sock])
+
+
+class HideSecrets:
+    """A log filter: keys sent in a URL (?api_key=...) never reach the log."""
+
+    SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|"
+                        r"password)=)[^&\s]*")
+
+    def filter(self, record) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.SECRET.sub(r"\1[hidden]", a) if isinstance(a, str)
+                                else a for a in record.args)
+        return True
+
+
+def served_names(host: str, extra=()) -> set[str]:
+    """Host names to answer for besides loopback: the address served, and for
+    0.0.0.0 this computer's network addresses and names."""
+    names = {h.lower() for h in extra}
+    if is_local(host):
+        return names
+    if host in ("0.0.0.0", "::"):
+        names |= set(lan_addresses())
+        base = socket.gethostname().lower()
+        names |= {base, base + ".local", socket.getfqdn().lower()}
+    else:
+        names.add(host.lower())
+    return names
 
 
 def _lan_addresses() -> list[str]:
@@ -192,7 +236,8 @@ def start(models=None, *, port: int = 0, host: str = "127.0.0.1",
           api_key: str | None = None, n_ctx: int | None = None,
           n_threads: int | None = None, max_queue: int = 8,
           memory_budget_mb: int | None = None, timeout: float = 60.0,
-          quiet: bool = False) -> RunningServer:
+          quiet: bool = False, max_body_mb: float | None = None,
+          allow_hosts=()) -> RunningServer:
     """Start `kit serve` in a background process; return once it answers."""
     if isinstance(models, str):
         models = [models]
@@ -210,6 +255,10 @@ def start(models=None, *, port: int = 0, host: str = "127.0.0.1",
         cmd += ["--threads", str(n_threads)]
     if memory_budget_mb:
         cmd += ["--memory", str(memory_budget_mb)]
+    if max_body_mb:
+        cmd += ["--max-body", str(max_body_mb)]
+    for name in allow_hosts:
+        cmd += ["--allow-host", name]
     env = dict(os.environ)
     env.pop(KEY_ENV, None)
     if api_key:  # through the environment: never on a command line others can see

@@ -190,6 +190,14 @@ class ModelPool:
 
         if not slot.bytes_needed:
             slot.bytes_needed = estimate(self.facts(slot.name), slot.n_ctx).total
+        if slot.bytes_needed > self.memory_budget:  # refuse before unloading others
+            self.slots.pop((slot.name, slot.n_ctx), None)
+            raise BadRequest(
+                f"{slot.name} with a context of {slot.n_ctx} tokens needs about "
+                f"{slot.bytes_needed / 1e9:.1f} GB, more than this server's budget of "
+                f"{self.memory_budget / 1e9:.1f} GB: ask for a smaller context "
+                f"(num_ctx; the model was trained for "
+                f"{self.facts(slot.name).context_length} tokens).")
         for other in list(self.slots.values()):  # least recently used first
             used = sum(s.bytes_needed for s in self.loaded())
             if used + slot.bytes_needed <= self.memory_budget:
@@ -239,7 +247,8 @@ class ModelPool:
                 slot.model, load_s = await asyncio.to_thread(self._load, slot)
                 slot.load_s = load_s
                 log.info("Loaded %s (context %d) in %.2f s", name, slot.n_ctx, load_s)
-            stream = make_stream(slot.model)
+            # Templating, tokenizing and schemas can take a while: not on the loop.
+            stream = await asyncio.to_thread(make_stream, slot.model)
         except BaseException:
             slot.lock.release()
             raise

@@ -98,7 +98,6 @@ def _schema(fmt: ResponseFormat | None):
 UNSUPPORTED = {
     "logprobs": "log probabilities are not returned by this server yet",
     "top_logprobs": "log probabilities are not returned by this server yet",
-    "suffix": "suffix (fill in the middle) is not supported by this server yet",
     "grammar": "send a JSON schema as response_format instead of a grammar",
 }
 
@@ -244,7 +243,7 @@ async def completions(body: CompletionRequest, request: Request):
             raise BadRequest("Send one prompt per request (a string, or a list "
                              "holding one string).")
         prompt = prompt[0]
-    if not isinstance(prompt, str) or not prompt:
+    if not isinstance(prompt, str) or not (prompt or body.suffix):
         raise BadRequest("The prompt is empty: send the text to continue as "
                          "\"prompt\".")
     sampling = _sampling(body, pool.n_ctx, body.max_tokens)
