@@ -739,3 +739,14 @@ class TextTooLongToEmbed(KitError):
 
 class EmbeddingTruncated(UserWarning):
     """Some texts were cut to the embedding model's context (a warning)."""
+
+
+class BadTopCount(KitError):
+    template = ("k must be a whole number from 1 to {n_vocab} (this model's "
+                "vocabulary); got {k!r}. Try k=10 to see the ten likeliest tokens.")
+
+
+class NoProbabilities(KitError):
+    template = ("The {engine} engine does not report token probabilities. Load the "
+                "model with the llama.cpp engine (kit.load(name), the default); a "
+                "kit server (`kit serve`) returns them as logprobs too.")

@@ -112,6 +112,10 @@ class Stream:
         self._cancel = threading.Event()
         self._started = False
         self.done = False
+        # With logprobs=True: one kit.probs.TokenProb per generated token, and
+        # after each text piece, how many tokens it had reached (piece_ends).
+        self.logprobs: list | None = None
+        self.piece_ends: list[int] = []
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -127,6 +131,8 @@ class Stream:
         self._started = True
         for piece in self._pieces(self):
             self._parts.append(piece)
+            if self.logprobs is not None:
+                self.piece_ends.append(len(self.logprobs))
             yield piece
         self.done = True
 
@@ -250,6 +256,14 @@ def token_loop(tokens, s: Sampling, stream: Stream, clock: Clock, *, piece, is_e
     return reason
 
 
+def refuse_logprobs(engine, kw: dict) -> None:
+    """For engines that cannot report probabilities: say so, never ignore it."""
+    if kw.pop("logprobs", None) or kw.pop("top_logprobs", None):
+        from kit.probs import no_probabilities
+
+        raise no_probabilities(engine.engine_name)
+
+
 class Engine(ABC):
     """A loaded model. Engines: llama.cpp (kit.engines.llamacpp), more later."""
 
@@ -270,6 +284,12 @@ class Engine(ABC):
     @abstractmethod
     def tokenize(self, text: str) -> list[int]:
         """The token ids the model sees for `text`."""
+
+    def next_tokens(self, text_or_messages, k: int = 10):
+        """The k likeliest next tokens (llama.cpp engine; see kit.probs)."""
+        from kit.probs import no_probabilities
+
+        raise no_probabilities(self.engine_name)
 
     def embed(self, texts, **options):
         """One vector per text (embedding models only; see kit.engines.embed)."""

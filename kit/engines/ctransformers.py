@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 
-from kit.engines.base import Clock, Engine, Sampling, Stream, token_loop
+from kit.engines.base import (Clock, Engine, Sampling, Stream, refuse_logprobs,
+                              token_loop)
 from kit.engines.guards import rendering_chat, special_spans
 from kit.errors import EngineCannotRun, EngineMissing, KitError, PromptTooLong
 
@@ -199,6 +200,7 @@ class CTransformersEngine(Engine):
 
     # -- generation -------------------------------------------------------
     def generate(self, prompt, sampling=None, **kw) -> Stream:
+        refuse_logprobs(self, kw)
         s = Sampling.make(sampling, **kw)
         return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream))
 
@@ -208,6 +210,7 @@ class CTransformersEngine(Engine):
             from kit.tools.calls import tool_chat
 
             return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
+        refuse_logprobs(self, kw)
         s = Sampling.make(sampling, **kw)
         tokens = self.chat_tokens(messages)
 

@@ -141,9 +141,11 @@ class LlamaCppEngine(Engine):
     def generate(self, prompt, sampling=None, json_schema=None, **kw) -> Stream:
         """Continue `prompt`; json_schema (a dict, or "json") constrains the answer."""
         self._need_chat()
+        probe = self._prober(kw)  # logprobs=True, top_logprobs=k: see kit.probs
         s = Sampling.make(sampling, **kw)
         grammar = self._grammar(json_schema)
-        return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream, grammar))
+        return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream, grammar,
+                                               probe))
 
     def _grammar(self, json_schema):
         if json_schema is None:
@@ -162,6 +164,7 @@ class LlamaCppEngine(Engine):
 
             return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
         self._need_chat()
+        probe = self._prober(kw)
         s = Sampling.make(sampling, **kw)
         grammar = self._grammar(json_schema)
         tokens = self.chat_tokens(messages)
@@ -170,7 +173,7 @@ class LlamaCppEngine(Engine):
             if not self.chat_template:
                 stream.stats.notices.append(
                     "This model file has no chat template; used a generic one.")
-            yield from self._run(tokens, s, stream, grammar)
+            yield from self._run(tokens, s, stream, grammar, probe)
 
         return Stream(run)
 
@@ -189,7 +192,8 @@ class LlamaCppEngine(Engine):
             prompt.encode("utf-8"), add_bos=False, special=True)
         return Stream(lambda stream: self._run(tokens, s, stream, grammar))
 
-    def _run(self, tokens: list[int], s: Sampling, stream: Stream, grammar=None):
+    def _run(self, tokens: list[int], s: Sampling, stream: Stream, grammar=None,
+             probe=None):
         llm, st = self.llm, stream.stats
         n_prompt = len(tokens)
         if not n_prompt:  # llama.cpp needs at least one token to start from
@@ -213,13 +217,74 @@ class LlamaCppEngine(Engine):
                            temp=s.temperature, repeat_penalty=s.repeat_penalty,
                            grammar=grammar)  # a JSON schema's: see kit.structured
         vocab, is_eog = self.vocab, import_llama_cpp().llama_vocab_is_eog
+        tokens_in = gen
+        if probe is not None:  # each token's probabilities, before the next step
+            stream.logprobs = []
+            tokens_in = probe(gen, lambda t: is_eog(vocab, t), stream.logprobs)
         try:
             reason = yield from token_loop(
-                gen, s, stream, clock, piece=lambda t: llm.detokenize([t]),
+                tokens_in, s, stream, clock, piece=lambda t: llm.detokenize([t]),
                 is_end=lambda t: is_eog(vocab, t), n_prompt=n_prompt, n_ctx=self.n_ctx)
         finally:
             gen.close()
         clock.finish(st, reason, n_prompt - st.prompt_cached, self.n_ctx)
+
+    # -- probabilities (kit.probs, notebook 01) -----------------------------
+    def token_bytes(self, token: int) -> bytes:
+        """A token's bytes (control tokens such as <|im_end|> as their text)."""
+        return self.llm.detokenize([token], special=True)
+
+    def _last_logits(self):
+        import numpy as np
+
+        lib, n = import_llama_cpp(), self.llm.n_vocab()
+        return np.ctypeslib.as_array(lib.llama_get_logits_ith(self.llm.ctx, -1),
+                                     shape=(n,))
+
+    def logits(self, text_or_messages):
+        """The model's raw scores for the next token (a copy; numpy float32).
+
+        A string is continued as it is; a list of messages gets the model's
+        chat template and the assistant's turn opened; a list of ids is read
+        as given.
+        """
+        self._need_chat()
+        x = text_or_messages
+        tokens = (self.chat_tokens(x) if x and isinstance(x[0], dict) else list(x)) \
+            if isinstance(x, list) else self.tokenize(x)
+        if not tokens:
+            raise EmptyPrompt()
+        if len(tokens) >= self.n_ctx:
+            raise PromptTooLong(len(tokens), self.n_ctx)
+        llm = self.llm  # reuse the work already done on a shared beginning
+        keep = min(_common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 1)
+        llm.n_tokens = keep
+        llm.eval(tokens[keep:])
+        return self._last_logits().copy()
+
+    def next_tokens(self, text_or_messages, k: int = 10):
+        """The k likeliest next tokens, likeliest first (kit.probs.Candidate)."""
+        from kit.probs import candidates, check_k
+
+        check_k(k, self.llm.n_vocab())  # before any work
+        return candidates(self.logits(text_or_messages), k, self.token_bytes)
+
+    def _prober(self, kw: dict):
+        """From logprobs=/top_logprobs= (taken out of kw): a wrapper that records
+        each token's probabilities while llama.cpp's logits still hold them."""
+        want, top = kw.pop("logprobs", None), kw.pop("top_logprobs", None)
+        if not want and not top:
+            return None
+        from kit.probs import Prober
+
+        prober = Prober(top or 0, self.llm.n_vocab(), self.token_bytes)
+
+        def probe(gen, is_end, out: list):
+            for token in gen:
+                if not is_end(token):
+                    out.append(prober(self._last_logits(), token))
+                yield token
+        return probe
 
     def _need_chat(self) -> None:
         if self.embedding:

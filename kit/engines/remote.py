@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import time
 
-from kit.engines.base import Clock, Engine, Sampling, StopScanner, Stream
+from kit.engines.base import (Clock, Engine, Sampling, StopScanner, Stream,
+                              refuse_logprobs)
 from kit.errors import RemoteError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -183,6 +184,7 @@ class RemoteEngine(Engine):
 
     # -- generation -----------------------------------------------------------
     def generate(self, prompt, sampling=None, **kw) -> Stream:
+        refuse_logprobs(self, kw)
         s = Sampling.make(sampling, **kw)
         return Stream(lambda st: self._run("/v1/completions", {"prompt": prompt}, s, st))
 
@@ -192,6 +194,7 @@ class RemoteEngine(Engine):
             from kit.tools.calls import tool_chat
 
             return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
+        refuse_logprobs(self, kw)
         s = Sampling.make(sampling, **kw)
         body = {"messages": [dict(m) for m in messages]}
         return Stream(lambda st: self._run("/v1/chat/completions", body, s, st))
