@@ -206,7 +206,7 @@ class NotPulledYet(ModelNotFound):
     def __init__(self, name: str, size: int | None = None):
         KitError.__init__(
             self,
-            f"{name!r} is in the catalog but not downloaded yet. Run "
+            f"{name!r} is not downloaded yet. Run "
             f"`kit pull {name}`"
             + (f" ({size / 1e9:.2f} GB)" if size else "")
             + " first, or choose an installed model (`kit list`)."

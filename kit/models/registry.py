@@ -22,6 +22,7 @@ from kit.settings import get_settings
 from kit.util import atomic_write_text
 
 HF_PREFIX = "hf.co/"
+EMBEDDING_MODEL = "all-minilm:l6-v2"  # not a chat model, so not in the catalog
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def resolve(name: str | None = None) -> ModelRef:
             entry = catalog_entry(name)
             if entry is not None:
                 raise NotPulledYet(entry["name"], entry["size"])
-            if name.startswith(HF_PREFIX):
+            if name.startswith(HF_PREFIX) or name == EMBEDDING_MODEL:
                 raise NotPulledYet(name)
             raise ModelNotFound(name, list(models))
         name = matches[0]
