@@ -80,10 +80,8 @@ def check_grammar(llm, gbnf: str) -> str:
     """
     import llama_cpp
 
-    from kit.engines.llamacpp import vocab_of
-
-    ptr = llama_cpp.llama_sampler_init_grammar(vocab_of(llm), gbnf.encode("utf-8"),
-                                               b"root")
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    ptr = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
     if not ptr:  # NULL: llama.cpp could not parse it (it said why on stderr)
         raise BadSchema("llama.cpp could not parse the grammar made from it")
     llama_cpp.llama_sampler_free(ptr)
