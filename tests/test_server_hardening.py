@@ -245,9 +245,7 @@ def test_max_tokens_0_means_the_same_on_chat_and_completions(server):
 
 
 @pytest.mark.parametrize("path,field,value", [
-    ("/v1/chat/completions", "logprobs", True),
     ("/v1/chat/completions", "grammar", 'root ::= "a"'),
-    ("/v1/completions", "logprobs", 2),
     ("/v1/completions", "grammar", 'root ::= "a"'),
 ])
 def test_fields_not_implemented_are_refused_not_ignored(server, path, field, value):

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from kit.server import tools_api
+from kit.server import logprobs_api, tools_api
 from kit.server.answer import begin, finish_reason
 from kit.server.models import BadRequest, error_status, needs_schema_support
 
@@ -52,6 +52,8 @@ class GenerateRequest(BaseModel):
     options: Optional[Options] = None
     images: Optional[list[Any]] = None
     keep_alive: Any = None
+    logprobs: bool = False
+    top_logprobs: Optional[int] = None
     model_config = {"extra": "allow"}
 
 
@@ -71,6 +73,8 @@ class ChatRequest(BaseModel):
     options: Optional[Options] = None
     tools: Optional[list[Any]] = None
     keep_alive: Any = None
+    logprobs: bool = False
+    top_logprobs: Optional[int] = None
     model_config = {"extra": "allow"}
 
 
@@ -173,16 +177,21 @@ def _figures(stats, t0: float, load_s: float) -> dict:
             "eval_duration": ns(max(0.0, stats.total_s - stats.ttft_s))}
 
 
-async def _answer(request, pool, name, make_stream, n_ctx, stream, wrap, t0):
+async def _answer(request, pool, name, make_stream, n_ctx, stream, wrap, t0,
+                  pieces=None):
+    """pieces: a logprobs_api.Pieces when the request asked for logprobs."""
     answer = await begin(request, pool, name, make_stream, n_ctx=n_ctx)
+    probs = (lambda tokens: logprobs_api.ollama(tokens)) if pieces else (lambda _: {})
     if not stream:
         text, stats = await answer.collect()
-        return JSONResponse({**wrap(text), **_figures(stats, t0, answer.load_s)})
+        return JSONResponse({**wrap(text), **_figures(stats, t0, answer.load_s),
+                             **probs(pieces and pieces.all())})
 
     async def lines():
         async for kind, value in answer.events():
             if kind == "piece":
-                yield json.dumps({**wrap(value), "done": False}) + "\n"
+                yield json.dumps({**wrap(value), "done": False,
+                                  **probs(pieces and pieces.next())}) + "\n"
             elif kind == "error":  # Ollama's clients raise on an "error" line
                 yield json.dumps({"error": str(value),
                                   "status": error_status(value)}) + "\n"
@@ -214,6 +223,9 @@ async def generate(body: GenerateRequest, request: Request):
     _refuse_images(body.images)
     n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
     sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
+    probs = logprobs_api.options(body.logprobs, body.top_logprobs, "generate")
+    made = {}  # the model's stream, for its token probabilities
+    pieces = logprobs_api.Pieces(made) if probs else None
 
     def wrap(text):
         return {"model": name, "created_at": _now(), "response": text}
@@ -229,12 +241,15 @@ async def generate(body: GenerateRequest, request: Request):
         if fim is not None:
             return fim
         if body.raw:
-            return model.generate(body.prompt, **sampling, **extra)
+            made["stream"] = model.generate(body.prompt, **sampling, **extra, **probs)
+            return made["stream"]
         messages = ([{"role": "system", "content": body.system}] if body.system else [])
         messages.append({"role": "user", "content": body.prompt})
-        return model.chat(messages, **sampling, **extra)
+        made["stream"] = model.chat(messages, **sampling, **extra, **probs)
+        return made["stream"]
 
-    return await _answer(request, pool, name, make_stream, n_ctx, body.stream, wrap, t0)
+    return await _answer(request, pool, name, make_stream, n_ctx, body.stream, wrap, t0,
+                         pieces)
 
 
 @router.post("/chat")
@@ -249,8 +264,12 @@ async def chat(body: ChatRequest, request: Request):
         raise BadRequest("Send tools or format, not both.")
     n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
     sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
+    probs = logprobs_api.options(body.logprobs, body.top_logprobs, "chat")
+    if tools and probs:
+        raise BadRequest("logprobs are not returned with tools: ask for one or the other.")
 
     made = {}  # the model's stream, to read its tool calls at the end
+    pieces = logprobs_api.Pieces(made) if probs else None
 
     def wrap(text):
         message = {"role": "assistant", "content": text}
@@ -266,7 +285,8 @@ async def chat(body: ChatRequest, request: Request):
     def make_stream(model):
         needs_schema_support(model, schema)
         extra = {"json_schema": schema} if schema is not None else {}
-        made["stream"] = model.chat(messages, **sampling, **extra, **tools)
+        made["stream"] = model.chat(messages, **sampling, **extra, **tools, **probs)
         return made["stream"]
 
-    return await _answer(request, pool, name, make_stream, n_ctx, body.stream, wrap, t0)
+    return await _answer(request, pool, name, make_stream, n_ctx, body.stream, wrap, t0,
+                         pieces)

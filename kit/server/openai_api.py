@@ -22,7 +22,7 @@ from llama_cpp.server.types import (CreateChatCompletionRequest, CreateCompletio
 from pydantic import BaseModel, Field
 
 from kit.errors import BadSchema
-from kit.server import tools_api
+from kit.server import logprobs_api, tools_api
 from kit.server.answer import begin, finish_reason
 from kit.server.models import BadRequest, error_status, needs_schema_support
 
@@ -96,8 +96,6 @@ def _schema(fmt: ResponseFormat | None):
 # Fields of OpenAI's API this server does not implement (yet): refused, never
 # silently ignored. Remove a name here when its route learns it.
 UNSUPPORTED = {
-    "logprobs": "log probabilities are not returned by this server yet",
-    "top_logprobs": "log probabilities are not returned by this server yet",
     "grammar": "send a JSON schema as response_format instead of a grammar",
 }
 
@@ -195,9 +193,13 @@ async def chat_completions(body: ChatRequest, request: Request):
         raise BadRequest("Send tools or response_format, not both.")
     sampling = _sampling(body, pool.n_ctx, body.max_completion_tokens or body.max_tokens)
     extra = {"json_schema": schema} if schema is not None else {}
+    extra.update(logprobs_api.options(body.logprobs, body.top_logprobs, "chat"))
+    if tools and "logprobs" in extra:
+        raise BadRequest("logprobs are not returned with tools: ask for one or the other.")
     rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
     made = {}  # the model's stream, to read its tool calls at the end
+    pieces = logprobs_api.Pieces(made)  # each piece's token probabilities
 
     def make_stream(model):
         needs_schema_support(model, schema)
@@ -212,7 +214,9 @@ async def chat_completions(body: ChatRequest, request: Request):
             finish = tools_api.TOOL_FINISH
         return {"id": rid, "object": "chat.completion.chunk", "created": created,
                 "model": name, "system_fingerprint": None,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs":
+                             logprobs_api.openai_chat(pieces.next())
+                             if piece is not None else None,
                              "finish_reason": finish}]}
 
     def final(text, stats):
@@ -223,7 +227,8 @@ async def chat_completions(body: ChatRequest, request: Request):
             reason = tools_api.TOOL_FINISH
         return {"id": rid, "object": "chat.completion", "created": created,
                 "model": name, "system_fingerprint": None,
-                "choices": [{"index": 0, "logprobs": None, "message": message,
+                "choices": [{"index": 0, "message": message,
+                             "logprobs": logprobs_api.openai_chat(pieces.all()),
                              "finish_reason": reason}],
                 "usage": _usage(stats)}
 
@@ -249,22 +254,34 @@ async def completions(body: CompletionRequest, request: Request):
     sampling = _sampling(body, pool.n_ctx, body.max_tokens)
     rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     echo = prompt if body.echo else ""
+    probs = logprobs_api.options(body.logprobs is not None, body.logprobs, "completions")
+    made, sent = {}, {"chars": len(echo)}  # the model's stream; text sent so far
+    pieces = logprobs_api.Pieces(made)
 
     def make_stream(model):  # with a suffix, or in the FIM layout: fill the middle
         fim = tools_api.fim_stream(model, prompt, body.suffix, sampling)
-        return fim if fim is not None else model.generate(prompt, **sampling)
+        made["stream"] = fim if fim is not None else model.generate(prompt, **sampling,
+                                                                    **probs)
+        return made["stream"]
 
     def chunk(piece, finish):
+        logprobs = None
         if piece is None and finish is None:
             piece = echo  # the opening event carries the echoed prompt, if any
+        elif piece is not None:
+            logprobs = logprobs_api.openai_completion(pieces.next(), sent["chars"])
+            sent["chars"] += len(piece)
         return {"id": rid, "object": "text_completion", "created": created,
                 "model": name, "choices": [{"index": 0, "text": piece or "",
-                                            "logprobs": None, "finish_reason": finish}]}
+                                            "logprobs": logprobs,
+                                            "finish_reason": finish}]}
 
     def final(text, stats):
         return {"id": rid, "object": "text_completion", "created": created,
                 "model": name,
-                "choices": [{"index": 0, "text": echo + text, "logprobs": None,
+                "choices": [{"index": 0, "text": echo + text,
+                             "logprobs": logprobs_api.openai_completion(pieces.all(),
+                                                                        len(echo)),
                              "finish_reason": finish_reason(stats)}],
                 "usage": _usage(stats)}
 
