@@ -299,3 +299,14 @@ def test_kit_run_with_a_broken_template_prints_no_traceback(starter_path, tmp_pa
     assert out.returncode == 1 and out.stderr.startswith("Error:"), out.stderr
     assert "chat template" in out.stderr and "Traceback" not in out.stderr
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_file_llama_cpp_cannot_load_is_not_called_a_template_error(tmp_path):
+    from kit.engines.llamacpp import LlamaCppEngine
+    from kit.errors import KitError
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + bytes(100))
+    with pytest.raises(KitError, match="could not load") as err:
+        LlamaCppEngine("bad", bad, n_ctx=64, n_threads=1)
+    assert not isinstance(err.value, ChatTemplateError)

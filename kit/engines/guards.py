@@ -50,8 +50,12 @@ def time_limit(seconds: float, error):
 
 
 @contextmanager
-def template_errors(name: str):
-    """A broken chat template as a ChatTemplateError, not a Jinja traceback."""
+def template_errors(name: str, rendering: bool = False):
+    """A broken chat template as a ChatTemplateError, not a Jinja traceback.
+
+    rendering: the block only renders, so a ValueError is the template's own
+    raise_exception(...) (elsewhere, say in loading, it means something else).
+    """
     import jinja2
 
     def fail(problem):
@@ -67,7 +71,9 @@ def template_errors(name: str):
         raise fail("it calls itself without end") from None
     except jinja2.TemplateError as exc:
         raise fail(f"{type(exc).__name__}: {exc}") from None
-    except ValueError as exc:  # the template's own raise_exception(...)
+    except ValueError as exc:
+        if not rendering:
+            raise
         raise fail(f"it refused this conversation ({exc})") from None
 
 
@@ -84,7 +90,7 @@ def rendering_chat(name: str, seconds: float | None = None):
     """Render a model's chat template: bounded in time, errors explained."""
     seconds = template_seconds() if seconds is None else seconds
     too_slow = f"it did not finish within {seconds:g} s (it may loop for ever)"
-    with template_errors(name):
+    with template_errors(name, rendering=True):
         with time_limit(seconds, lambda: ChatTemplateError(name=name, problem=too_slow)):
             yield
 
