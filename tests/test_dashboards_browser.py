@@ -315,3 +315,30 @@ def test_sigterm_stops_kit_dashboard_and_voila(tmp_path):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
         proc.kill()
+
+
+BARS = "[...document.querySelectorAll('.kit-tokens-bar')].map(e => e.innerText).join('|')"
+
+
+def test_tokens_pick_a_candidate_and_the_bars_move_on(browser, tmp_path):
+    with voila("tokens", tmp_path) as url:
+        page = open_dashboard(browser, url, ".kit-tokens-bar:has-text('%')")
+        picks = page.eval_on_selector_all(".kit-tokens-pick",
+                                          "e => e.map(x => x.innerText)")
+        assert len(picks) == 10 and all(picks)
+        before = page.evaluate(BARS)
+        page.click(".kit-tokens-pick >> nth=1")  # the second likeliest: steer
+        token = picks[1].replace("␣", " ")
+        page.wait_for_function(
+            "t => document.querySelector('.kit-tokens-text').innerText.includes(t)",
+            arg=token.strip(), timeout=60_000)
+        page.wait_for_function(f"{BARS} !== {json.dumps(before)}", timeout=60_000)
+        assert "You picked" in page.inner_text(".kit-tokens-status")
+        page.click(".kit-tokens-choose")
+        page.wait_for_selector(".kit-tokens-status:has-text('The model drew')",
+                               timeout=60_000)
+        page.click(".kit-tokens-undo")
+        page.wait_for_selector(".kit-tokens-status:has-text('Took the last token back')",
+                               timeout=60_000)
+        assert token.strip() in page.inner_text(".kit-tokens-text")
+        shot(page, "dashboard-tokens")

@@ -159,3 +159,50 @@ def test_html_colours_each_token_and_escapes(model):
     assert "hsl(" in page and "<b>starter</b>" in page
     assert "<script" not in to_html([]) and "&lt;" in to_html(
         [type(stream.logprobs[0])("<", 1, 0.5, math.log(0.5), b"<")])
+
+
+# -- the explorer (kit.explore) and its widget --------------------------------
+def test_explorer_steps_picks_draws_and_undoes(model):
+    from kit.explore import Explorer
+
+    ex = Explorer(model, "What is the capital of France?", k=5, seed=0)
+    rows = ex.rows()
+    assert len(rows) == 5 and rows[0].model_p >= rows[1].model_p
+    assert sum(r.final_p for r in rows) <= 1.0 + 1e-9
+    second = rows[1]
+    ex.choose(second.id)  # steer: the second likeliest token, by hand
+    assert ex.steps[0].id == second.id and ex.text == second.text
+    assert ex.steps[0].prob == pytest.approx(second.model_p)
+    ex.set(temperature=0)
+    best = ex.rows()[0]
+    assert ex.draw().id == best.id == ex.drawn and ex.kept() == 1
+    assert ex.text == second.text + best.text and "kit-tok" in ex.text_html()
+    ex.undo()
+    assert ex.text == second.text and ex.drawn is None
+    ex.set(temperature=1.0, top_k=2, top_p=1.0, min_p=0.0)
+    assert [r.removed_by for r in ex.rows()[1:3]] == ["", "top_k"]
+    with pytest.raises(Exception, match="top_p"):
+        ex.set(top_p=0)
+
+
+def test_token_explorer_widget_buttons_and_sliders(model):
+    from kit.widgets import TokenExplorer
+
+    w = TokenExplorer("What is the capital of France?", model=model, k=4, seed=1)
+    target = w.explorer.rows()[2]
+    assert w.picks[2].description.replace("␣", " ") == target.text
+    w.picks[2].click()
+    assert w.explorer.steps[-1].id == target.id
+    assert html_text(target.text) in w.text.value
+    w.sliders["top_k"].value = 1
+    assert "removed by top_k" in w.bars[1].value and "removed" not in w.bars[0].value
+    w.choose.click()
+    assert w.explorer.steps[-1].id == w.explorer.drawn and "drew" in w.status.value
+    w.undo_button.click()
+    assert len(w.explorer.steps) == 1
+
+
+def html_text(text):
+    import html
+
+    return html.escape(text)

@@ -19,7 +19,8 @@ DASHBOARDS = {"chat": "chat with a model, streaming, with Stop and export",
               "arena": "one prompt, models side by side, blind vote",
               "benchmarks": "speed and quality plots",
               "fit": "will a catalog model fit this computer, and why",
-              "documents": "index a folder, ask, see the answer with its sources"}
+              "documents": "index a folder, ask, see the answer with its sources",
+              "tokens": "the next-token choices, sampler sliders, pick or draw each token"}
 DEFAULT_PORT = 8866  # Voila's own default
 
 

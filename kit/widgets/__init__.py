@@ -9,10 +9,11 @@ the model) only when it is created.
 from __future__ import annotations
 
 __all__ = ["ChatWidget", "ArenaWidget", "FitWidget", "BenchPanel", "DocumentsWidget",
-           "markdown_html"]
+           "markdown_html", "TokenExplorer"]
 
 _WHERE = {"ChatWidget": "chat", "markdown_html": "chat", "ArenaWidget": "arena",
-          "FitWidget": "fit", "BenchPanel": "bench", "DocumentsWidget": "documents"}
+          "FitWidget": "fit", "BenchPanel": "bench", "DocumentsWidget": "documents",
+          "TokenExplorer": "tokens"}
 
 
 def __getattr__(name):
