@@ -137,8 +137,9 @@ def test_ollama_round_trip(oll):
     messages += [first.message, {"role": "tool", "tool_name": "search_catalogue",
                                  "content": json.dumps(search_catalogue(
                                      **call.function.arguments))}]
-    final = oll.chat(model=QWEN, messages=messages, tools=[search_catalogue],
-                     options=options)
+    # The final request offers no tools: qwen2.5-coder:1.5b tends to repeat a
+    # call it has the result of (run_tools guards against that the same way).
+    final = oll.chat(model=QWEN, messages=messages, options=options)
     assert not final.message.tool_calls
     assert "Emma" in final.message.content or "Persuasion" in final.message.content
 
@@ -149,8 +150,7 @@ def test_ollama_round_trip(oll):
              for c in part.message.tool_calls or []]
     assert [c.function.name for c in calls] == ["search_catalogue"]
     text = "".join(p.message.content for p in oll.chat(
-        model=QWEN, messages=messages, tools=[search_catalogue], options=options,
-        stream=True))
+        model=QWEN, messages=messages, options=options, stream=True))
     assert "Emma" in text or "Persuasion" in text
 
 

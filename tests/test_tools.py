@@ -74,16 +74,16 @@ def test_bad_tools_are_refused_with_the_fix():
         from_schema({"type": "function", "function": {"name": "no spaces"}})
     with pytest.raises(UnknownTool, match="No tool named 'fly'.*offered: ping"):
         chosen(as_tools([ping]), "fly")
-    assert chosen(as_tools([ping, shelve]), {"type": "function",
-                                             "function": {"name": "ping"}})[0] == "required"
+    named = {"type": "function", "function": {"name": "ping"}}
+    assert chosen(as_tools([ping, shelve]), named)[0] == "required"
 
 
 def test_parse_calls_reports_what_does_not_fit():
     tools = as_tools([shelve])
     text = ('Sure.\n<tool_call>\n{"name": "shelve", "arguments": {"title": "Emma"}}'
-            '\n</tool_call>\n<tool_call>\n{"name": "fly", "arguments": {}}\n</tool_call>'
-            '<tool_call>\n{"name": "shelve", "arguments": {"copies": "two"}}\n</tool_call>'
-            '<tool_call>{"name": ')
+            '\n</tool_call>\n<tool_call>\n{"name": "fly", "arguments": {}}\n'
+            '</tool_call><tool_call>\n{"name": "shelve", "arguments": '
+            '{"copies": "two"}}\n</tool_call><tool_call>{"name": ')
     words, calls, problems = parse_calls(text, tools)
     assert words == "Sure."
     assert [(c.name, c.arguments) for c in calls] == [("shelve", {"title": "Emma"})]
@@ -242,8 +242,8 @@ def test_schema_only_tools_cannot_run(starter):
 
 def test_catalogue_and_calculator():
     austen = search_catalogue(author="austen")
-    assert {b["title"] for b in austen if b["status"] == "on loan"} == {"Emma",
-                                                                       "Persuasion"}
+    assert len(austen) == 7
+    assert [b.split(" (")[0] for b in austen if "ON LOAN" in b] == ["Emma", "Persuasion"]
     assert calculator("(120 + 80) / 4") == 50 and calculator("2^10") == 1024
     with pytest.raises(ValueError, match="only numbers"):
         calculator("__import__('os')")

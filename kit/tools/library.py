@@ -5,8 +5,8 @@ the loans are invented) and is loaded into SQLite when first searched.
 TASKS is the notebook's task set: a question, the tool that should be called,
 and a check of its arguments; score() counts the successes of a model.
 
->>> search_catalogue(author="Austen")[0]
-{'id': 1, 'author': 'Jane Austen', 'title': 'Sense and Sensibility', ...}
+>>> search_catalogue(author="Austen")[3]
+'Emma (1815) by Jane Austen, id 4: ON LOAN until 2026-12-22'
 >>> calculator("37 * 48")
 1776
 """
@@ -87,19 +87,21 @@ def catalogue(path=None) -> Path:
     return path
 
 
-def search_catalogue(author: str = "", title: str = "") -> list[dict]:
+def search_catalogue(author: str = "", title: str = "") -> list[str]:
     """Find books in the library catalogue by author and/or title words.
 
     author: part of the author's name, e.g. Austen
     title: part of the title, e.g. Emma
     """
     db = sqlite3.connect(catalogue())
-    db.row_factory = sqlite3.Row
     rows = db.execute("SELECT id, author, title, year, status, due FROM books WHERE "
                       "author LIKE ? AND title LIKE ? ORDER BY author, year LIMIT 20",
                       (f"%{author.strip()}%", f"%{title.strip()}%")).fetchall()
     db.close()
-    return [{k: r[k] for k in r.keys() if r[k] != ""} for r in rows]
+    # One line per book: small models read lines more reliably than JSON records.
+    return [f"{title} ({year}) by {who}, id {i}: " + (f"ON LOAN until {due}"
+                                                     if status == "on loan" else status)
+            for i, who, title, year, status, due in rows]
 
 
 def delete_book(book_id: int) -> str:
@@ -133,7 +135,8 @@ def _equals(value):
 
 TASKS = [  # (question, the tool to call, a check of its arguments)
     ("What is 37 * 48?", "calculator", _equals(1776)),
-    ("Which books by Jane Austen do we have?", "search_catalogue", _has("author", "austen")),
+    ("Which books by Jane Austen do we have?", "search_catalogue",
+     _has("author", "austen")),
     ("Which day of the week is 2026-12-25?", "day_of_week",
      lambda a: a.get("date") == "2026-12-25"),
     ("Do we have Moby-Dick in the library?", "search_catalogue", _has("title", "moby")),

@@ -1,7 +1,8 @@
 """The agent loop: ask, run the tools it calls, show it the results, ask again.
 
 Every step is kept (and printed as it happens), a step limit stops a model
-that keeps calling tools, a tool that hangs is given up after `timeout`
+that keeps calling tools, a call repeated with the same arguments is not run
+again (the next turn must answer in words), a tool that hangs is given up after `timeout`
 seconds, an error is shown to the model as the tool's result, and a tool
 marked with needs_confirmation runs only after a person says yes.
 
@@ -29,7 +30,7 @@ class Step:
     """One thing that happened: a call, a tool's result, or the answer."""
 
     number: int
-    kind: str  # "call", "result", "error", "refused", "answer", "limit"
+    kind: str  # "call", "result", "error", "refused", "repeat", "answer", "limit"
     text: str
     call: ToolCall | None = None
     raw: str = ""  # what the model wrote, for "call" and "answer" steps
@@ -99,10 +100,20 @@ def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
         if verbose:
             print(step.line(), flush=True)
 
+    done: set = set()  # calls already run: (name, arguments as JSON)
+    choice = tool_choice
     for n in range(1, max_steps + 1):
-        answer = model.chat(run.messages, tools=tools,
-                            tool_choice=tool_choice if n == 1 else "auto", **options)
+        answer = model.chat(run.messages, tools=tools, tool_choice=choice, **options)
         answer.text  # noqa: B018 (runs the generation)
+        choice = "auto"
+        keys = [(c.name, json.dumps(c.arguments, sort_keys=True))
+                for c in answer.tool_calls]
+        if keys and all(k in done for k in keys):  # a loop: it has the results
+            note(Step(n, "repeat", f"model repeats {answer.tool_calls[0]}: its "
+                      "result is above, so the next turn must answer in words",
+                      answer.tool_calls[0], answer.raw))
+            choice = "none"
+            continue
         run.messages.append(answer.message())
         if not answer.tool_calls:
             extra = f" (ignored calls: {'; '.join(answer.problems)})" \
@@ -111,7 +122,8 @@ def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
                       raw=answer.raw))
             run.answer, run.stopped = answer.text.strip(), "answer"
             return run
-        for call in answer.tool_calls:
+        for call, key in zip(answer.tool_calls, keys):
+            done.add(key)
             note(Step(n, "call", f"model calls {call}", call, answer.raw))
             tool = by_name.get(call.name)
             try:
