@@ -186,8 +186,8 @@ def plan(model=None, prepared: Prepared | None = None, n_ctx: int = 256,
     m = machine_facts()
     ram_available = m.get("ram_available") if ram_available is None else ram_available
     cores = m.get("cores_logical") or threads
-    busy = max(1.0, (os.getloadavg()[0] + threads) / cores) if hasattr(
-        os, "getloadavg") else 1.0
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = max(1.0, ((load + threads) / cores) ** 0.5)  # measured: not linear
     p = facts.parameters  # activations: per layer and position, plus the logits
     act = n_ctx * ((facts.block_count or 24) * (facts.embedding_length or 1024) * 64
                    + (facts.vocab_size or 32000) * 16)
