@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ import pytest
 from kit import cli
 from kit.errors import RegistryDamaged
 from kit.models import registry
+from kit.models.starter import STARTER
+from kit.util import sha256_file
 
 
 def _link_or_copy(src: Path, dst: Path) -> Path:
@@ -54,6 +58,35 @@ def test_many_imports_at_once_are_all_registered(starter_path, tmp_path, n,
         assert (path == files[i].absolute()) == in_place
     # every writer's temp file was renamed or removed
     assert not [p.name for p in home.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_imports_of_one_name_at_once_never_mix_their_bytes(starter_path, kit_home,
+                                                          monkeypatch):
+    import kit.models.pull as pull
+
+    real = pull.copy_stream
+
+    def slow_copy(read, dest, *args, **kw):  # so that the copies overlap
+        return real(lambda n: time.sleep(0.02) or read(n), dest, *args, **kw)
+
+    monkeypatch.setattr(pull, "copy_stream", slow_copy)
+    errors: list = []
+
+    def one():
+        try:
+            pull.import_file(starter_path, "race:0", force=True, quiet=True)
+        except Exception as exc:  # noqa: BLE001 - collected, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    entry = registry.installed()["race:0"]
+    assert sha256_file(entry["path"]) == entry["sha256"] == STARTER["sha256"]
+    assert not [p.name for p in kit_home.rglob("*") if "partial" in p.name]
 
 
 DAMAGED = {"truncated": '{"models": {"a": ', "binary": "\x00\xff\x00",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from kit.errors import (BadParameter, HubNotFound, HubOffline, ModelNotFound,
@@ -119,7 +120,11 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
     if free < facts.file_size:
         raise NotEnoughDisk(str(src), facts.file_size, free, target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    # a partial file of this copy's own: two imports at once never mix bytes
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                   suffix=".partial")
+    os.close(fd)
+    partial = Path(partial)
     h = hashlib.sha256()
     try:
         with open(src, "rb") as f:
