@@ -9,7 +9,9 @@ and a busy machine slows the 1.5B model far more than the starter):
    one run (alternating rounds), and their ratio (target: at least 0.8);
 3. time to the first token of a fill-in-the-middle completion through
    `kit serve` (/v1/completions with suffix, streamed) in the middle of a
-   200-line Python file: a cold request, then the same file again.
+   200-line Python file: a cold request (loading the model and reading the
+   whole file), then the same file again (top_k=1 rather than temperature 0,
+   so the engine may reuse what it read, as it does while you type).
 
     python benchmarks/tools.py [--tasks 12] [--rounds 3] [--skip-qwen]
 """
@@ -101,7 +103,7 @@ def fim_latency(rounds: int) -> list[dict]:
             first, pieces = None, []
             with httpx.stream("POST", f"{server.openai_url}/completions", timeout=900,
                               json={"model": QWEN, "prompt": prefix, "suffix": suffix,
-                                    "max_tokens": 16, "temperature": 0,
+                                    "max_tokens": 16, "top_k": 1,
                                     "stream": True}) as r:
                 for line in r.iter_lines():
                     if not line.startswith("data: {"):

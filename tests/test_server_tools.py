@@ -122,6 +122,15 @@ def test_bad_tool_input_is_400_with_the_reason(oai, oll, server):
         oai.completions.create(model=STARTER, prompt="def f(", suffix=")", max_tokens=5)
 
 
+def test_the_remote_engine_calls_tools_through_the_server(server):
+    from kit.engines import load
+
+    remote = load(STARTER, engine="remote", base_url=server.url, quiet=True)
+    answer = remote.chat(ASK, tools=[FIND], tool_choice="required", **GREEDY)
+    (call,) = answer.tool_calls  # checked against the schema here too
+    assert call.name == "find_book" and isinstance(call.arguments["author"], str)
+
+
 # ---- Ollama: tools in /api/chat, message.tool_calls --------------------------------
 
 def test_ollama_round_trip(oll):

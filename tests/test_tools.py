@@ -145,6 +145,9 @@ def test_tool_choice_none_answers_in_words(starter):
     answer = starter.chat([{"role": "user", "content": "Say hello."}], tools=[ping],
                           tool_choice="none", **GREEDY)
     assert answer.text and not answer.called and "<tool_call>" not in answer.raw
+    with pytest.raises(BadTool, match="no tools were offered"):
+        starter.chat([{"role": "user", "content": "hi"}], tools=[],
+                     tool_choice="required")
 
 
 def test_engines_without_tools_say_so():

@@ -236,6 +236,11 @@ def tool_chat(engine, messages, tools, tool_choice="auto", sampling=None,
     sampling = Sampling.make(sampling, **options)
     tools = as_tools(tools)
     mode, allowed = chosen(tools, tool_choice)
+    if not tools:  # an empty list: a plain answer, or nothing to call at all
+        if mode == "required":
+            raise BadTool("required", "tool_choice requires a call, but no tools "
+                          "were offered")
+        mode = "none"
     kind = engine.capabilities.get("tools")
     if kind == "server":
         from kit.tools.remote import remote_answer
