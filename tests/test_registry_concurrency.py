@@ -71,6 +71,11 @@ def test_imports_of_one_name_at_once_never_mix_their_bytes(starter_path, kit_hom
 
     monkeypatch.setattr(pull, "copy_stream", slow_copy)
     errors: list = []
+    folder = kit_home / "models" / "race-0"  # what a killed import left there
+    folder.mkdir(parents=True)
+    stale = folder / f".{starter_path.name}.x1y2.partial"
+    stale.write_bytes(b"\0" * 1000)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
 
     def one():
         try:

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 from kit.errors import (BadParameter, HubNotFound, HubOffline, ModelNotFound,
@@ -120,6 +121,9 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
     if free < facts.file_size:
         raise NotEnoughDisk(str(src), facts.file_size, free, target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.partial"):
+        if time.time() - stale.stat().st_mtime > 600:  # a killed import's
+            stale.unlink(missing_ok=True)
     # a partial file of this copy's own: two imports at once never mix bytes
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                    suffix=".partial")
