@@ -9,8 +9,9 @@ functions are exported by libggml-base but not bound. Everything the kit
 declares itself is here, checked against the installed version on import;
 tests/test_finetune.py fails loudly when the layout changes. `train` is the
 step loop kit/finetune.py drives. Private parts of llama-cpp-python used
-here (covered by the version check): `Llama._ctx.ctx`, `Llama._model.model`,
-`llama_cpp.llama_cpp._lib` and `_ctypes_extensions.load_shared_library`.
+here (covered by the version check): `llama_cpp.llama_cpp._lib` and
+`_ctypes_extensions.load_shared_library` (the context and model handles come
+from the public `Llama.ctx` and `Llama.model`).
 
 >>> from kit.engines import llama_train as lt
 >>> lt.PROBLEM is None        # else a sentence saying what changed
@@ -218,7 +219,7 @@ def save_trained(llm, float_path, out, scratch) -> None:
     from kit.gguf_check import scan
 
     try:
-        fn["llama_model_save_to_file"](llm._model.model, os.fsencode(scratch))
+        fn["llama_model_save_to_file"](llm.model, os.fsencode(scratch))
     finally:
         llm.close()
     shutil.copyfile(float_path, out)
@@ -268,8 +269,8 @@ def train(float_path, train_w, eval_w, n_ctx: int, epochs: int, lr: float,
     llm.eval(train_w[0][:n_ctx])  # the optimizer never sets the thread count:
     llm.reset()                   # this decode does
     params = optimizer_params(lr)
-    keep = opt_init(llm._ctx.ctx, llm._model.model, n_ctx, params)  # noqa: F841
-    ctx = llm._ctx.ctx
+    keep = opt_init(llm.ctx, llm.model, n_ctx, params)  # noqa: F841
+    ctx = llm.ctx
     train_ds = [Dataset([w]) for w in train_w]
     eval_ds, r_train, r_eval = Dataset(eval_w), Result(), Result()
 
