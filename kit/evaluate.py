@@ -255,6 +255,29 @@ def perplexity(model=None, *, text: str | None = None, n_ctx: int = DEFAULT_CTX,
                     threads=threads, quiet=True)[0].perplexity
 
 
+def passage_probs(model, text: str, n_ctx: int = 256) -> list:
+    """Each token of `text` (after the first) with the probability the model
+    gave it there: kit.probs.TokenProb, for kit.probs.to_html's colours."""
+    import math
+
+    from kit.probs import TokenProb, readable
+
+    sc = Scorer(model, n_ctx=n_ctx)
+    try:
+        tokens = sc.tokenize(text)[:n_ctx]
+        if len(tokens) < 2:
+            raise EvalTextTooShort(len(tokens), 2)
+        lp = log_softmax(sc.logits(tokens))
+        out = []
+        for i, t in enumerate(tokens[1:]):
+            raw = sc.llm.detokenize([t])
+            out.append(TokenProb(readable(raw), t, math.exp(float(lp[i, t])),
+                                 float(lp[i, t]), raw))
+        return out
+    finally:
+        sc.close()
+
+
 def generation_speed(model, n_tokens: int = 32, n_ctx: int = DEFAULT_CTX,
                      prompt: str = "Once upon a time, in a small library,") -> float:
     """Tokens per second while generating (greedy, CPU), through kit.load."""
