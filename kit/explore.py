@@ -121,6 +121,11 @@ class Explorer:
             self._logits = None
             self.drawn = None
 
+    def ended(self) -> bool:
+        """Whether an end-of-answer token has been written (the model would
+        stop there; the explorer lets you go on and see what follows)."""
+        return any(self.model.is_end_token(s.id) for s in self.steps)
+
     # -- what it has written -----------------------------------------------
     @property
     def text(self) -> str:

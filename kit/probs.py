@@ -62,9 +62,8 @@ def join_pieces(pieces: list[bytes]) -> list[tuple[str, list[int]]]:
                 held, owners = b"", []
                 break
             except UnicodeDecodeError as exc:
-                incomplete = exc.reason == "unexpected end of data" and \
-                    exc.start >= len(held)
-                if incomplete and len(owners) < 4:
+                incomplete = exc.reason == "unexpected end of data"
+                if incomplete and len(owners) < 4:  # a character is 4 bytes at most
                     held, owners = held + piece, owners + [i]
                     break
                 if attempt or not owners:  # this piece alone is broken too

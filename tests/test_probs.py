@@ -206,3 +206,22 @@ def html_text(text):
     import html
 
     return html.escape(text)
+
+
+def test_the_explorer_with_qwen_and_characters_in_pieces(qwen_model_path):
+    """The capable model too; its byte-level vocabulary writes many characters
+    in several tokens, which must join up readably."""
+    from kit.explore import Explorer
+
+    qwen = load("qwen2.5-coder:1.5b", n_ctx=256, n_threads=2, quiet=True)
+    ex = Explorer(qwen, "Reply with one emoji for a sunny day, nothing else.",
+                  k=5, seed=3, temperature=0)
+    assert ex.rows()[0].final_p == 1.0 and len(ex.rows()) == 5
+    for _ in range(4):
+        ex.draw()
+    assert "<0x" not in ex.text and "\ufffd" not in ex.text, ex.text
+    assert ex.ended() and qwen.is_end_token(ex.steps[1].id)  # <|im_end|> after it
+    rare = "𓀀🫠"  # characters its vocabulary has no single token for
+    pieces = [qwen.token_bytes(t) for t in qwen.llm.tokenize(rare.encode(), add_bos=False)]
+    assert any("<0x" in readable(p) for p in pieces)  # alone, a piece is bytes
+    assert "".join(text for text, _ in join_pieces(pieces)) == rare

@@ -234,6 +234,10 @@ class LlamaCppEngine(Engine):
         """A token's bytes (control tokens such as <|im_end|> as their text)."""
         return self.llm.detokenize([token], special=True)
 
+    def is_end_token(self, token: int) -> bool:
+        """An end-of-generation token (<|im_end|>, <|endoftext|>...)."""
+        return bool(import_llama_cpp().llama_vocab_is_eog(self.vocab, token))
+
     def _last_logits(self):
         import numpy as np
 

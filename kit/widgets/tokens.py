@@ -120,8 +120,10 @@ class TokenExplorer(W.VBox):
 
     def let_model_choose(self) -> None:
         step = self.explorer.draw()
+        end = " That token ends the answer: a chat would stop here." \
+            if self.model.is_end_token(step.id) else ""
         self.redraw(f"The model drew {step.text!r}: it had a "
-                    f"{step.prob:.1%} chance before the settings.", drawn=step)
+                    f"{step.prob:.1%} chance before the settings.{end}", drawn=step)
 
     def undo(self) -> None:
         self.explorer.undo()
