@@ -1,4 +1,5 @@
-"""The few private parts of llama-cpp-python the kit still needs, in one place.
+"""The few private parts of llama-cpp-python the kit still needs, in one place
+(notebooks 01 and 03: the engine, and quantizing).
 
 Everything else goes through llama-cpp-python's public API (`Llama`,
 `LlamaGrammar`, the `grammar=` argument) or llama.cpp's C functions that it

@@ -1,6 +1,6 @@
 """One answer loop for both APIs: wait for the model, then collect the answer
 (`"stream": false`) or pass its pieces on as they come, and stop the model
-when the client leaves. Each API only shapes what it sends.
+when the client leaves. Each API only shapes what it sends. Notebook 07.
 
 >>> answer = await begin(request, pool, name, lambda m: m.chat(messages))
 >>> text, stats = await answer.collect()            # one JSON answer
