@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--max-queue", type=int, default=8,
                    help="requests that may wait for one model before others are "
                    "told to retry (HTTP 503); default 8")
+    p.add_argument("--parallel", type=int, default=None, metavar="N",
+                   help="answers one model gives at once, in one batch (default: "
+                   "as many as the memory budget allows, at most 8; 1 = one at a time)")
     p.add_argument("--max-body", type=float, default=10, metavar="MB",
                    help="largest request accepted, in MB (default 10; larger: HTTP 413)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -53,6 +56,8 @@ def cmd_serve(a) -> int:
         raise BadParameter("--port", port, "a number from 0 to 65535 (0: any free port)")
     if a.max_queue < 1:
         raise BadParameter("--max-queue", a.max_queue, "1 or more")
+    if a.parallel is not None and not 1 <= a.parallel <= 64:
+        raise BadParameter("--parallel", a.parallel, "a number from 1 to 64")
     if not a.max_body > 0:
         raise BadParameter("--max-body", a.max_body, "a size in MB above 0")
     api_key = None
@@ -66,5 +71,6 @@ def cmd_serve(a) -> int:
           n_threads=a.threads, max_queue=a.max_queue, log_level=a.log_level,
           memory_budget=a.memory * 1_000_000 if a.memory else None,
           ready_file=a.ready_file, parent_pid=a.parent_pid,
-          max_body=int(a.max_body * 1_000_000), allow_hosts=a.allow_host)
+          max_body=int(a.max_body * 1_000_000), allow_hosts=a.allow_host,
+          parallel=a.parallel)
     return 0

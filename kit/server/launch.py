@@ -99,11 +99,12 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           n_threads: int | None = None, memory_budget: int | None = None,
           max_queue: int = 8, log_level: str = "info", ready_file=None,
           parent_pid: int | None = None, quiet: bool = False,
-          max_body: int = MAX_BODY, allow_hosts=()) -> None:
+          max_body: int = MAX_BODY, allow_hosts=(), parallel: int | None = None) -> None:
     """Serve `models` (default: every installed model) until stopped (Ctrl-C).
 
     max_body: the largest request in bytes (larger ones get HTTP 413);
-    allow_hosts: host names to answer for besides this computer's own.
+    allow_hosts: host names to answer for besides this computer's own;
+    parallel: answers at once per model (None: from the memory budget).
     """
     import logging
 
@@ -119,7 +120,8 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
               f"on the network could guess it. Use {MIN_KEY} or more (unset "
               f"{KEY_ENV} and the kit makes a long one).", file=sys.stderr, flush=True)
     pool = ModelPool(models, n_ctx=n_ctx, n_threads=n_threads,
-                     memory_budget=memory_budget, max_queue=max_queue)
+                     memory_budget=memory_budget, max_queue=max_queue,
+                     parallel=parallel)
     sock = bind(host, port)
     url = url_for(host, sock.getsockname()[1])
 
@@ -237,7 +239,7 @@ def start(models=None, *, port: int = 0, host: str = "127.0.0.1",
           n_threads: int | None = None, max_queue: int = 8,
           memory_budget_mb: int | None = None, timeout: float = 60.0,
           quiet: bool = False, max_body_mb: float | None = None,
-          allow_hosts=()) -> RunningServer:
+          allow_hosts=(), parallel: int | None = None) -> RunningServer:
     """Start `kit serve` in a background process; return once it answers."""
     if isinstance(models, str):
         models = [models]
@@ -257,6 +259,8 @@ def start(models=None, *, port: int = 0, host: str = "127.0.0.1",
         cmd += ["--memory", str(memory_budget_mb)]
     if max_body_mb:
         cmd += ["--max-body", str(max_body_mb)]
+    if parallel:
+        cmd += ["--parallel", str(parallel)]
     for name in allow_hosts:
         cmd += ["--allow-host", name]
     env = dict(os.environ)

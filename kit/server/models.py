@@ -38,11 +38,18 @@ class Slot:
     model: object = None
     load_s: float = 0.0
     waiting: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    parallel: int = 1  # answers at once (kit.server.batch); the lock admits them
+    active: int = 0
+    lock: asyncio.Semaphore = None
+    loading: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self):
+        if self.lock is None:  # first come, first served, `parallel` at a time
+            self.lock = asyncio.Semaphore(self.parallel)
 
     @property
     def busy(self) -> bool:
-        return self.lock.locked()
+        return self.active > 0
 
 
 class Job:
@@ -129,7 +136,8 @@ class ModelPool:
 
     def __init__(self, models=None, *, n_ctx: int | None = None,
                  n_threads: int | None = None, memory_budget: int | None = None,
-                 max_queue: int = 8, check_fit: bool = True):
+                 max_queue: int = 8, check_fit: bool = True,
+                 parallel: int | None = None):
         from kit.settings import get_settings
         from kit.models.registry import installed, resolve
 
@@ -137,6 +145,7 @@ class ModelPool:
         self.n_ctx = n_ctx or cfg.n_ctx
         self.n_threads = n_threads or cfg.n_threads
         self.max_queue, self.check_fit = max_queue, check_fit
+        self.parallel = parallel  # None: from the memory budget, per model
         if memory_budget is None:
             import psutil
 
@@ -178,7 +187,11 @@ class ModelPool:
     def slot(self, name: str, n_ctx: int | None = None) -> Slot:
         key = (name, n_ctx or self.n_ctx)
         if key not in self.slots:
-            self.slots[key] = Slot(name, self.offered[name], key[1])
+            from kit.server.batch import default_parallel
+
+            parallel = self.parallel or default_parallel(
+                self.facts(name), key[1], self.memory_budget)
+            self.slots[key] = Slot(name, self.offered[name], key[1], parallel=parallel)
         return self.slots[key]
 
     def loaded(self) -> list[Slot]:
@@ -186,10 +199,10 @@ class ModelPool:
 
     def _make_room(self, slot: Slot) -> None:
         """Unload least recently used idle models until `slot` fits the budget."""
-        from kit.fit import estimate
+        from kit.server.batch import bytes_for
 
         if not slot.bytes_needed:
-            slot.bytes_needed = estimate(self.facts(slot.name), slot.n_ctx).total
+            slot.bytes_needed = bytes_for(self.facts(slot.name), slot.n_ctx, slot.parallel)
         if slot.bytes_needed > self.memory_budget:  # refuse before unloading others
             self.slots.pop((slot.name, slot.n_ctx), None)
             raise BadRequest(
@@ -210,9 +223,11 @@ class ModelPool:
 
     def _unload(self, slot: Slot) -> None:
         from kit.engines import unload
+        from kit.server.batch import close
 
         model, slot.model = slot.model, None
-        unload(model)
+        close(model)
+        unload(getattr(model, "engine", model))
 
     def _load(self, slot: Slot):
         from kit.engines import load
@@ -221,6 +236,9 @@ class ModelPool:
         model = load(slot.path, n_ctx=slot.n_ctx, n_threads=self.n_threads,
                      check_fit=self.check_fit, quiet=True)
         model.name = slot.name  # the served name, not the file's stem
+        from kit.server.batch import wrap
+
+        model = wrap(model, slot.parallel)  # several answers in one batch
         return model, time.perf_counter() - t0
 
     async def start(self, request, name: str, make_stream, n_ctx: int | None = None) -> Job:
@@ -239,17 +257,21 @@ class ModelPool:
             await until_disconnect(request, slot.lock.acquire(), undo=slot.lock.release)
         finally:
             slot.waiting -= 1
+        slot.active += 1
         try:
             self.slots.move_to_end((slot.name, slot.n_ctx))
             load_s = 0.0
-            if slot.model is None:
-                self._make_room(slot)
-                slot.model, load_s = await asyncio.to_thread(self._load, slot)
-                slot.load_s = load_s
-                log.info("Loaded %s (context %d) in %.2f s", name, slot.n_ctx, load_s)
+            async with slot.loading:  # one load, however many were admitted
+                if slot.model is None:
+                    self._make_room(slot)
+                    slot.model, load_s = await asyncio.to_thread(self._load, slot)
+                    slot.load_s = load_s
+                    log.info("Loaded %s (context %d) in %.2f s", name, slot.n_ctx,
+                             load_s)
             # Templating, tokenizing and schemas can take a while: not on the loop.
             stream = await asyncio.to_thread(make_stream, slot.model)
         except BaseException:
+            slot.active -= 1
             slot.lock.release()
             raise
         return Job(stream, slot, self._finished, load_s)
@@ -260,7 +282,7 @@ class ModelPool:
         if slot.model is not None:
             self.slots.move_to_end((slot.name, slot.n_ctx))
             return slot.model, 0.0
-        await until_disconnect(request, slot.lock.acquire(), undo=slot.lock.release)
+        await until_disconnect(request, slot.loading.acquire(), undo=slot.loading.release)
         try:
             load_s = 0.0
             if slot.model is None:
@@ -269,7 +291,7 @@ class ModelPool:
                 log.info("Loaded %s (context %d) in %.2f s", name, slot.n_ctx, load_s)
             return slot.model, load_s
         finally:
-            slot.lock.release()
+            slot.loading.release()
 
     def _finished(self, job: Job) -> None:
         st = job.stream.stats
@@ -282,6 +304,7 @@ class ModelPool:
             self.counters["completed"] += 1
         else:
             self.counters["errors"] += 1
+        job.slot.active -= 1
         job.slot.lock.release()
 
     def status(self) -> dict:
@@ -289,7 +312,8 @@ class ModelPool:
         return {
             "models": list(self.offered),
             "loaded": [{"name": s.name, "n_ctx": s.n_ctx, "busy": s.busy,
-                        "waiting": s.waiting, "bytes": s.bytes_needed}
+                        "waiting": s.waiting, "bytes": s.bytes_needed,
+                        "parallel": s.parallel, "answering": s.active}
                        for s in self.loaded()],
             "memory_budget": self.memory_budget,
             "max_queue": self.max_queue,
