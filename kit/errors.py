@@ -430,10 +430,6 @@ class ChatTemplateError(KitError):
                 "copy of this model (download it again).")
 
 
-class TookTooLong(KitError):
-    template = "{what} did not finish within {seconds:g} s; {fix}"
-
-
 class NoSchemaSupport(KitError):
     template = ("The {engine} engine cannot follow a JSON schema; use a llama.cpp "
                 "model for --json-schema.")
