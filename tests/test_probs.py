@@ -225,3 +225,10 @@ def test_the_explorer_with_qwen_and_characters_in_pieces(qwen_model_path):
     pieces = [qwen.token_bytes(t) for t in qwen.llm.tokenize(rare.encode(), add_bos=False)]
     assert any("<0x" in readable(p) for p in pieces)  # alone, a piece is bytes
     assert "".join(text for text, _ in join_pieces(pieces)) == rare
+    from kit.widgets import TokenExplorer
+
+    w = TokenExplorer("Say hi", model=qwen, k=3)
+    assert w.model_pick.value == "qwen2.5-coder:1.5b"
+    w.model_pick.value = "smollm2:135m"  # the dropdown swaps the model, same prompt
+    assert w.explorer.model.name == "smollm2:135m" and "Loaded" in w.status.value
+    assert w.explorer.prompt == "Say hi" and len(w.explorer.rows()) == 3

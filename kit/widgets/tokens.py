@@ -1,4 +1,5 @@
-"""The token explorer: watch and steer the model one token at a time.
+"""The token explorer: watch and steer the model one token at a time
+(notebooks 01 and 06; `kit dashboard tokens`).
 
 >>> from kit.widgets import TokenExplorer
 >>> TokenExplorer("What is the capital of France?")   # bars, sliders, buttons
@@ -55,12 +56,18 @@ class TokenExplorer(W.VBox):
     def __init__(self, prompt: str = "What is the capital of France?",
                  model: str | None = None, chat: bool = True, k: int = 10,
                  seed: int | None = None, **settings):
-        from kit.engines import load
+        from kit.models.registry import installed
 
-        self.model = load(model, quiet=True) if model is None or isinstance(model, str) \
-            else model
+        self.model = _load(model) if model is None or isinstance(model, str) else model
         self.explorer = Explorer(self.model, prompt, chat=chat, k=k, seed=seed, **settings)
         s = self.explorer.settings
+        names = list(installed())
+        if self.model.name not in names:
+            names.insert(0, self.model.name)
+        self.model_pick = W.Dropdown(options=names, value=self.model.name,
+                                     description="Model", layout=W.Layout(width="50%"))
+        self.model_pick.add_class("kit-tokens-model")
+        self.model_pick.observe(lambda change: self.switch(change["new"]), "value")
         self.prompt = W.Textarea(value=prompt, layout=W.Layout(width="100%", height="60px"))
         self.prompt.add_class("kit-tokens-prompt")
         self.chat = W.Checkbox(value=chat, description="in the chat template")
@@ -100,7 +107,8 @@ class TokenExplorer(W.VBox):
         self.undo_button.on_click(lambda _b: self.undo())
         for name, w in self.sliders.items():
             w.observe(lambda change, name=name: self.setting(name, change["new"]), "value")
-        super().__init__([W.HTML(CSS), self.prompt, W.HBox([self.chat, self.restart]),
+        super().__init__([W.HTML(CSS), self.model_pick, self.prompt,
+                          W.HBox([self.chat, self.restart]),
                           W.HBox(list(self.sliders.values())[:2]),
                           W.HBox(list(self.sliders.values())[2:]),
                           self.text, *rows, W.HBox([self.choose, self.undo_button]),
@@ -112,6 +120,22 @@ class TokenExplorer(W.VBox):
     def start(self) -> None:
         self.explorer.start(self.prompt.value, self.chat.value)
         self.redraw("Started again.")
+
+    def switch(self, name: str) -> None:
+        """Another installed model: the same prompt and settings, from the start."""
+        from kit.errors import KitError
+
+        self.status.value = f"Loading {html.escape(name)}..."
+        try:
+            model = _load(name)
+            explorer = Explorer(model, self.prompt.value, chat=self.chat.value,
+                                k=self.explorer.k, **{n: getattr(self.explorer.settings, n)
+                                                      for n in self.sliders})
+        except KitError as exc:  # an embedding model, an engine without probabilities
+            self.status.value = html.escape(str(exc))
+            return
+        self.model, self.explorer = model, explorer
+        self.redraw(f"Loaded {name}: {model.describe()}.")
 
     def pick(self, i: int) -> None:
         row = self._rows[i]
@@ -146,3 +170,9 @@ class TokenExplorer(W.VBox):
         self.status.value = html.escape(message)
         self.text.value = (f'<span class="kit-prompt">{prompt}</span>'
                            f'{ex.text_html()}')
+
+
+def _load(name):
+    from kit.engines import load
+
+    return load(name, quiet=True)
