@@ -114,7 +114,7 @@ def embed_llama(engine, texts, *, batch_size: int | None = None, progress=None,
     """
     import numpy as np
 
-    llama_cpp = __import__("llama_cpp")
+    import llama_cpp
     texts = as_texts(texts)
     llm = engine.llm
     n_embd = llm.n_embd()
@@ -138,34 +138,52 @@ def embed_llama(engine, texts, *, batch_size: int | None = None, progress=None,
         tokens.append(ids)
         stats.tokens += len(ids)
     out = np.empty((len(texts), n_embd), dtype=np.float32)
-    ctx, batch = llm._ctx, llm._batch
-    with _bar(len(texts), progress, f"Embedding with {engine.name}") as bar:
-        start = 0
-        while start < len(texts):
-            end, used = start, 0
-            while end < len(texts) and end - start < n_seq and \
-                    used + len(tokens[end]) <= llm.n_batch:
-                used += len(tokens[end])
-                end += 1
-            batch.reset()
-            for seq, ids in enumerate(tokens[start:end]):
-                batch.add_sequence(ids, seq, True)
-            ctx.kv_cache_clear()
-            ctx.decode(batch)
-            for seq in range(end - start):
-                ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, seq)
-                out[start + seq] = np.ctypeslib.as_array(ptr, shape=(n_embd,))
-            bar.update(end - start)
-            start = end
-    batch.reset()
-    ctx.kv_cache_clear()
-    llm.reset()
+    # llama.cpp's C functions, as llama-cpp-python exports them (public API)
+    batch = llama_cpp.llama_batch_init(llm.n_batch, 0, 1)
+    try:
+        with _bar(len(texts), progress, f"Embedding with {engine.name}") as bar:
+            start = 0
+            while start < len(texts):
+                end, used = start, 0
+                while end < len(texts) and end - start < n_seq and \
+                        used + len(tokens[end]) <= llm.n_batch:
+                    used += len(tokens[end])
+                    end += 1
+                _decode(llm.ctx, batch, tokens[start:end])
+                for seq in range(end - start):
+                    ptr = llama_cpp.llama_get_embeddings_seq(llm.ctx, seq)
+                    out[start + seq] = np.ctypeslib.as_array(ptr, shape=(n_embd,))
+                bar.update(end - start)
+                start = end
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llm.reset()
     if normalize:
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     stats.seconds = time.perf_counter() - t0
     engine.embed_stats = stats
     report_truncation(engine.name, stats, limit)
     return out
+
+
+def _decode(ctx, batch, sequences) -> None:
+    """Run the encoder over several texts at once: one sequence id each."""
+    import llama_cpp
+
+    n = 0
+    for seq, ids in enumerate(sequences):
+        for pos, token in enumerate(ids):
+            batch.token[n], batch.pos[n] = token, pos
+            batch.n_seq_id[n], batch.seq_id[n][0] = 1, seq
+            batch.logits[n] = True  # embedding mode: every token is an output
+            n += 1
+    batch.n_tokens = n
+    memory = llama_cpp.llama_get_memory(ctx)
+    if memory:  # an encoder may keep no memory between calls
+        llama_cpp.llama_memory_clear(memory, True)
+    if llama_cpp.llama_decode(ctx, batch) != 0:
+        raise KitError("llama.cpp could not compute the embeddings (llama_decode "
+                       "failed); try fewer texts at once (batch_size=...).")
 
 
 def embed_remote(engine, texts, *, batch_size: int | None = None, progress=None,

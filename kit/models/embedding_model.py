@@ -9,6 +9,10 @@ file it reads against a pinned sha256, and writes a GGUF that llama.cpp runs
 in embedding mode: BERT architecture, F16 weights, WordPiece vocabulary, mean
 pooling. Only numpy and `gguf` are needed. Notebook 08.
 
+One known difference: a "word" of more than 100 characters (a long URL
+without spaces, say) becomes [UNK] in the original tokenizer, while
+llama.cpp splits it into pieces; ordinary text gives the same token ids.
+
 >>> install_embedding_model()      # once: fetch, verify, convert (a few seconds)
 >>> kit.load("all-minilm:l6-v2").embed(["a library card"]).shape
 (1, 384)
