@@ -249,14 +249,18 @@ class ModelPool:
         """
         self.counters["requests"] += 1
         slot = self.slot(name, n_ctx)
-        if slot.waiting >= self.max_queue:
+        if not slot.lock.locked():  # a free place: take it now (no one waits)
+            await slot.lock.acquire()
+        elif slot.waiting >= self.max_queue:
             self.counters["refused"] += 1
             raise ServerBusy(name, slot.waiting, retry_after=max(1, slot.waiting))
-        slot.waiting += 1
-        try:
-            await until_disconnect(request, slot.lock.acquire(), undo=slot.lock.release)
-        finally:
-            slot.waiting -= 1
+        else:
+            slot.waiting += 1
+            try:
+                await until_disconnect(request, slot.lock.acquire(),
+                                       undo=slot.lock.release)
+            finally:
+                slot.waiting -= 1
         slot.active += 1
         try:
             self.slots.move_to_end((slot.name, slot.n_ctx))
