@@ -23,7 +23,8 @@ CSS = """<style>
 .kit-bar-model { position: absolute; height: 100%; background: #d6d6d6; border-radius: 3px; }
 .kit-bar-final { position: absolute; height: 60%; top: 20%; background: #3b7dd8;
                  border-radius: 3px; }
-.kit-bar-label { position: absolute; left: 6px; top: 2px; font-size: 12px; }
+.kit-bar-label { position: absolute; left: 6px; top: 2px; font-size: 12px;
+                  background: rgba(255,255,255,.75); padding: 0 4px; border-radius: 2px; }
 .kit-tokens-removed .kit-bar-label { color: #888; }
 .kit-tokens-text { font-family: monospace; line-height: 1.9; }
 .kit-tokens-text .kit-prompt { color: #666; }
