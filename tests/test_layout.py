@@ -122,3 +122,22 @@ def test_the_readme_map_names_files_that_exist():
         nb = re.match(r"`(\d\d_\w+)`", notebook)
         if nb:
             assert (root / "notebooks" / f"{nb[1]}.ipynb").is_file(), nb[1]
+
+
+def test_public_calls_resolve_lazily():
+    """Every name in kit's public table exists in its stage module, and
+    `import kit` alone imports none of them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, kit; before = set(sys.modules); "
+            "print(sorted(m for m in before if m.startswith('kit.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    import kit
+
+    for name in kit._PUBLIC:
+        assert callable(getattr(kit, name)), name
+    with pytest.raises(AttributeError):
+        kit.no_such_call

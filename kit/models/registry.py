@@ -161,3 +161,8 @@ def list_models() -> list[dict]:
         rows.append({"name": name, "size": entry["size"], "quantization": quant,
                      "path": entry["path"]})
     return rows
+
+
+def info(name: str | None = None):
+    """Facts about a model file, by kit name or path, read without loading weights."""
+    return read_facts(resolve(name).path)
