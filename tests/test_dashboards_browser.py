@@ -357,4 +357,13 @@ def test_tokens_pick_a_candidate_and_the_bars_move_on(browser, tmp_path):
         page.wait_for_selector(".kit-tokens-status:has-text('Took the last token back')",
                                timeout=60_000)
         assert token.strip() in page.inner_text(".kit-tokens-text")
+        # a slider redraws the bars: top_k 1 leaves one token to draw from
+        readout = page.locator(".kit-tokens .widget-readout >> nth=1")  # top_k's
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("1")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".kit-tokens-bar:has-text('removed by top_k')",
+                               timeout=60_000)
+        assert "100.0% with these settings" in page.inner_text(".kit-tokens-bar >> nth=0")
         shot(page, "dashboard-tokens")
