@@ -648,12 +648,14 @@ def test_binder_postbuild_installs_the_kit_and_the_starter_in_a_clean_venv(tmp_p
     env.update(PATH=f"{env_dir / 'bin'}{os.pathsep}{env['PATH']}",
                KIT_HOME=str(tmp_path / "kit-home"), PIP_DISABLE_PIP_VERSION_CHECK="1")
     # Binder's conda step (binder/environment.yml) provides the packages; here
-    # pip stands in for it with the one package `kit setup` needs (gguf, which
-    # checks the model file), at the version this checkout is tested with.
+    # pip stands in for it with the packages `kit setup` needs (gguf, which
+    # checks the model file; filelock, which guards the model list), at the
+    # versions this checkout is tested with.
     from importlib.metadata import version
 
     pre = subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                          f"gguf=={version('gguf')}"], env=env, capture_output=True,
+                          *(f"{name}=={version(name)}" for name in ("gguf", "filelock"))],
+                         env=env, capture_output=True,
                          text=True, timeout=600)
     assert pre.returncode == 0, pre.stderr[-2000:]
     done = subprocess.run(["bash", "binder/postBuild"], cwd=repo, env=env,
