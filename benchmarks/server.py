@@ -4,9 +4,13 @@ Run with `python benchmarks/server.py [--threads N]`. Prints one table; the
 ratio compares figures measured in this same run, alternating between the
 two sides, so a busy machine slows both alike. Targets: tokens/s through the
 server for one client >= 0.9 of the in-process engine; time to first streamed
-byte < 0.5 s. Aggregate tokens/s for 4 clients at once is printed beside them:
-one model generates for one request at a time (the others queue), so it stays
-close to the one-client figure rather than growing.
+byte < 0.5 s. Aggregate tokens/s for 4 clients at once is printed beside them.
+
+A room (`--room`): 8 streaming clients at once against one, on a server
+answering 8 at once in one batch (`--parallel 8`) and, side by side, on one
+answering one at a time (`--parallel 1`): aggregate tokens/s (target >= 3x one
+client) and time to first byte p90 (target < 2 s); then 30 clients at once
+with `--max-queue 30`: all answered, none refused.
 """
 from __future__ import annotations
 
@@ -88,16 +92,73 @@ def aggregate(url: str, clients: int = 4) -> tuple[float, float]:
     return sum(counts) / wall, wall
 
 
+def crowd(url: str, clients: int, max_tokens: int = N_TOKENS):
+    """(aggregate tok/s, p90 time to first byte, refused, answered) for
+    `clients` streaming at once."""
+    got, refused = [], []
+
+    def one(i):
+        try:  # each its own prompt, so no answer is another's copy
+            got.append(server_stream(url, max_tokens, f"{PROMPT} {i} cats"))
+        except httpx.HTTPStatusError as exc:
+            refused.append(exc.response.status_code)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ttfb = sorted(g[2] for g in got) or [float("nan")]
+    p90 = ttfb[min(len(ttfb) - 1, int(round(0.9 * (len(ttfb) - 1))))]
+    return sum(g[1] for g in got) / wall, p90, len(refused), len(got)
+
+
+def room(threads: int) -> None:
+    """8 clients against 1, batched and one at a time; then 30 at once."""
+    rows = []
+    for parallel in (8, 1):
+        with start(["smollm2:135m"], n_ctx=N_CTX, n_threads=threads, quiet=True,
+                   parallel=parallel, max_queue=30) as srv:
+            server_stream(srv.url, 8)  # load the model
+            one_tps, _, one_ttfb, _ = crowd(srv.url, 1)
+            tps8, p90, refused8, _ = crowd(srv.url, 8)
+            rows += [(f"--parallel {parallel}: 1 client (tok/s)", one_tps, ""),
+                     (f"--parallel {parallel}: 8 clients, aggregate (tok/s)", tps8, ""),
+                     (f"--parallel {parallel}: ratio 8 clients / 1", tps8 / one_tps,
+                      ">= 3" if parallel > 1 else ""),
+                     (f"--parallel {parallel}: 8 clients, first byte p90 (s)", p90,
+                      "< 2" if parallel > 1 else ""),
+                     (f"--parallel {parallel}: refused of 8", refused8, "0")]
+            if parallel > 1:
+                _, p90_30, refused30, answered30 = crowd(srv.url, 30, 32)
+                rows += [("--parallel 8, --max-queue 30: 30 clients answered",
+                          answered30, "30"),
+                         ("  refused of 30", refused30, "0"),
+                         ("  first byte p90 of 30 (s)", p90_30, "")]
+    print(f"\nA room: smollm2:135m, {threads} threads, {N_TOKENS} tokens each "
+          "(32 for the 30); figures from one run on a shared machine")
+    print(f"{'figure':<50} {'value':>9}  target")
+    for name, value, target in rows:
+        print(f"{name:<50} {value:>9.3f}  {target}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None,
                     help="llama.cpp threads on both sides (default: the kit's)")
+    ap.add_argument("--room", action="store_true",
+                    help="only the room figures: 8 and 30 clients at once")
     a = ap.parse_args()
     from kit.settings import get_settings
 
     threads = a.threads or get_settings().n_threads
+    if a.room:
+        return room(threads)
     model = kit.load("smollm2:135m", n_ctx=N_CTX, n_threads=threads, quiet=True)
-    with start(["smollm2:135m"], n_ctx=N_CTX, n_threads=threads, quiet=True) as srv:
+    with start(["smollm2:135m"], n_ctx=N_CTX, n_threads=threads, quiet=True,
+               parallel=1) as srv:  # one answer at a time: the bare loop's peer
         server_stream(srv.url, 8)  # load the model in the server, warm both
         engine_tps(model)
         local, remote = [], []
@@ -127,6 +188,7 @@ def main() -> None:
     print(f"{'figure':<50} {'value':>9}  target")
     for name, value, target in rows:
         print(f"{name:<50} {value:>9.3f}  {target}")
+    room(threads)
 
 
 if __name__ == "__main__":

@@ -410,6 +410,32 @@ class ServerBusy(KitError):
         self.retry_after = retry_after
 
 
+class KeyNameTaken(KitError):
+    def __init__(self, name: str):
+        super().__init__(
+            f"A key called {name!r} already exists. Choose another name, or "
+            f"revoke it first (`kit keys revoke {name}`) and add it again."
+        )
+
+
+class UnknownKey(KitError):
+    def __init__(self, name: str, known=()):
+        super().__init__(
+            f"There is no key called {name!r}. Keys: {', '.join(known) or 'none'} "
+            "(see `kit keys list`)."
+        )
+
+
+class ModelNotAllowed(KitError):
+    """A room key used for a model outside its allow-list (HTTP 403)."""
+
+    def __init__(self, key_name: str, model: str, allowed=()):
+        super().__init__(
+            f"The key {key_name!r} may not use {model!r}; it may use: "
+            f"{', '.join(allowed)}. Ask the person running the server."
+        )
+
+
 class RemoteError(KitError):
     """The server is down, too slow, or answered something unexpected."""
 

@@ -45,7 +45,9 @@ BOOK_PROMPT = [{"role": "user", "content":
 
 @pytest.fixture(scope="module")
 def server():
-    with start([MODEL], n_ctx=1024, quiet=True, **T1) as srv:
+    # One answer at a time: the queue's own order and limits are tested here;
+    # answers given together in one batch: tests/test_server_batch.py.
+    with start([MODEL], n_ctx=1024, quiet=True, parallel=1, **T1) as srv:
         yield srv
 
 
@@ -372,7 +374,7 @@ def test_a_client_that_leaves_the_queue_gives_up_its_place(server):
 
 @pytest.fixture(scope="module")
 def small_queue_server():
-    with start([MODEL], n_ctx=512, max_queue=3, quiet=True, **T1) as srv:
+    with start([MODEL], n_ctx=512, max_queue=3, quiet=True, parallel=1, **T1) as srv:
         yield srv
 
 

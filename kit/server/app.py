@@ -39,8 +39,9 @@ class RequireKey:
     and client disconnects pass through untouched. The key is never logged.
     """
 
-    def __init__(self, app, api_key: str):
-        self.app, self._key = app, api_key.encode("utf-8")
+    def __init__(self, app, api_key: str | None, ring=None):
+        self.app, self._key = app, (api_key or "").encode("utf-8")
+        self.ring = ring  # kit.server.keys.KeyRing: a key per learner or table
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -48,7 +49,12 @@ class RequireKey:
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization", b"")
         given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
-        if given and hmac.compare_digest(given, self._key):
+        if given and self._key and hmac.compare_digest(given, self._key):
+            return await self.app(scope, receive, send)
+        entry = self.ring.check(given.decode("utf-8", "replace")) \
+            if given and self.ring is not None else None
+        if entry is not None:  # the pool counts its use and checks its models
+            scope.setdefault("state", {})["kit_key"] = entry
             return await self.app(scope, receive, send)
         message = ("Missing or wrong API key. Send the header 'Authorization: "
                    "Bearer KEY' (OpenAI clients: api_key=KEY; Ollama clients: "
@@ -89,11 +95,12 @@ def unsupported_route(request, why: str) -> str:
 
 
 def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
-               max_body: int = MAX_BODY, hosts=()):
+               max_body: int = MAX_BODY, hosts=(), ring=None):
     """The FastAPI app serving `pool` (OpenAI API under /v1, Ollama's under /api).
 
     max_body: the largest request in bytes; hosts: names besides this
-    computer's own that the server answers for (kit.server.guard).
+    computer's own that the server answers for (kit.server.guard); ring: the
+    room's keys (kit.server.keys.KeyRing), each as good as api_key.
     """
     from contextlib import asynccontextmanager
 
@@ -162,6 +169,6 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
     app.include_router(embed_api.openai_router)
     app.include_router(embed_api.ollama_router)
     app.add_middleware(RequestGuard, max_body=max_body, hosts=hosts)
-    if api_key:  # added last, so it runs first: no key, no further work
-        app.add_middleware(RequireKey, api_key=api_key)
+    if api_key or ring is not None:  # added last, so it runs first
+        app.add_middleware(RequireKey, api_key=api_key, ring=ring)
     return app

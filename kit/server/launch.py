@@ -113,7 +113,10 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     from kit.server.app import create_app
     from kit.server.models import ModelPool
 
-    if not is_local(host) and not api_key:
+    from kit.server.keys import KeyRing, keys_file
+
+    ring = KeyRing() if keys_file().exists() else None  # made by `kit keys add`
+    if not is_local(host) and not api_key and ring is None:
         raise ApiKeyRequired(host)
     if api_key and len(api_key) < MIN_KEY:
         print(f"Warning: the API key is only {len(api_key)} characters long; anyone "
@@ -131,7 +134,10 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
             part.write_text(json.dumps({"url": url, "pid": os.getpid()}))
             os.replace(part, ready_file)
 
-    app = create_app(pool, api_key=api_key, on_ready=ready, max_body=max_body,
+    if ring is not None:
+        print(f"Room keys: {ring.active()} active in {ring.path} (kit keys list); "
+              "each works as an API key.", flush=True)
+    app = create_app(pool, api_key=api_key, on_ready=ready, max_body=max_body, ring=ring,
                      hosts=served_names(host, allow_hosts))
     config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=3)
     logging.getLogger("uvicorn.access").addFilter(HideSecrets())

@@ -14,9 +14,16 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from kit.errors import BadRequest, ClientGone, KitError, ModelNotFound, ServerBusy
+from kit.errors import (BadRequest, ClientGone, KitError, ModelNotAllowed,
+                        ModelNotFound, ServerBusy)
 
 log = logging.getLogger("kit.server")
+
+
+def room_key_of(request):
+    """The room key (kit.server.keys.RoomKey) a request came with, if any."""
+    scope = getattr(request, "scope", None) or {}
+    return (scope.get("state") or {}).get("kit_key")
 
 
 def needs_schema_support(model, schema) -> None:
@@ -160,6 +167,7 @@ class ModelPool:
         self.slots: OrderedDict[tuple, Slot] = OrderedDict()  # least recent first
         self.counters = dict(requests=0, completed=0, cancelled=0, refused=0,
                              errors=0, tokens=0)
+        self.usage: dict[str, dict] = {}  # per room key (kit.server.keys)
         self.started = time.time()
         self._facts: dict = {}
 
@@ -248,6 +256,7 @@ class ModelPool:
         the queue is full, ClientGone if the client leaves while waiting.
         """
         self.counters["requests"] += 1
+        key = self._key_for(request, name)
         slot = self.slot(name, n_ctx)
         if not slot.lock.locked():  # a free place: take it now (no one waits)
             await slot.lock.acquire()
@@ -278,10 +287,13 @@ class ModelPool:
             slot.active -= 1
             slot.lock.release()
             raise
-        return Job(stream, slot, self._finished, load_s)
+        job = Job(stream, slot, self._finished, load_s)
+        job.key_name = key.name if key is not None else None
+        return job
 
     async def ensure(self, request, name: str, n_ctx: int | None = None):
         """(model, seconds spent loading it now): for requests that only read it."""
+        self._key_for(request, name)
         slot = self.slot(name, n_ctx)
         if slot.model is not None:
             self.slots.move_to_end((slot.name, slot.n_ctx))
@@ -297,9 +309,21 @@ class ModelPool:
         finally:
             slot.loading.release()
 
+    def _key_for(self, request, name: str):
+        """The request's room key, if any: refused for a model outside its
+        allow-list, else its use counted."""
+        key = room_key_of(request)
+        if key is not None:
+            if not key.allows(name):
+                raise ModelNotAllowed(key.name, name, key.models)
+            self.usage.setdefault(key.name, dict(requests=0, tokens=0))["requests"] += 1
+        return key
+
     def _finished(self, job: Job) -> None:
         st = job.stream.stats
         self.counters["tokens"] += st.generated_tokens
+        if getattr(job, "key_name", None):
+            self.usage[job.key_name]["tokens"] += st.generated_tokens
         if st.stop_reason == "cancelled":
             self.counters["cancelled"] += 1
             log.info("Cancelled a generation of %s after %d tokens (the client "
@@ -322,6 +346,7 @@ class ModelPool:
             "memory_budget": self.memory_budget,
             "max_queue": self.max_queue,
             "counters": dict(self.counters),
+            "usage": {name: dict(u) for name, u in self.usage.items()},  # per key
             "uptime_s": round(time.time() - self.started, 1),
         }
 
@@ -333,6 +358,8 @@ def error_status(exc: BaseException) -> int:
 
     if isinstance(exc, ModelNotFound):
         return 404
+    if isinstance(exc, ModelNotAllowed):
+        return 403
     if isinstance(exc, (BadParameter, BadSchema, PromptTooLong, BadRequest)):
         return 400
     if isinstance(exc, (ServerBusy, WontFit)):
