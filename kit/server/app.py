@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -114,9 +115,13 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
 
     @asynccontextmanager
     async def lifespan(app):
+        from kit.server.keepalive import reaper
+
         if on_ready is not None:
             on_ready()
+        task = asyncio.create_task(reaper(pool))  # keep_alive's unloading
         yield
+        task.cancel()
 
     app = FastAPI(title="kit server", version=__version__, lifespan=lifespan,
                   description="An OpenAI- and Ollama-compatible API for local "

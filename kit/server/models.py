@@ -47,6 +47,8 @@ class Slot:
     waiting: int = 0
     parallel: int = 1  # answers at once (kit.server.batch); the lock admits them
     active: int = 0
+    keep_s: float | None = None  # keep_alive (kit.server.keepalive); None: keep
+    idle_since: float = field(default_factory=time.time)
     lock: asyncio.Semaphore = None
     loading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -333,6 +335,8 @@ class ModelPool:
         else:
             self.counters["errors"] += 1
         job.slot.active -= 1
+        if not job.slot.active:
+            job.slot.idle_since = time.time()
         job.slot.lock.release()
 
     def status(self) -> dict:

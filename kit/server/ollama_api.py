@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from kit.server import logprobs_api, tools_api
+from kit.server import keepalive, logprobs_api, tools_api
 from kit.server.answer import begin, finish_reason
 from kit.server.models import BadRequest, error_status, needs_schema_support
 
@@ -130,7 +130,8 @@ async def ps(request: Request):
     out = []
     for slot in pool.loaded():
         out.append({**_entry(pool, slot.name), "size": slot.bytes_needed,
-                    "size_vram": 0, "context_length": slot.n_ctx, "expires_at": None})
+                    "size_vram": 0, "context_length": slot.n_ctx,
+                    "expires_at": keepalive.iso(keepalive.expires_at(slot))})
     return {"models": out}
 
 
@@ -210,6 +211,12 @@ async def _just_load(request, pool, name, n_ctx, wrap, t0):
                          "total_duration": ns, "load_duration": int(load_s * 1e9)})
 
 
+def _unloaded(pool, name, wrap):
+    """keep_alive 0 without a prompt: unload now (after any answer running)."""
+    keepalive.stop(pool, name)
+    return JSONResponse({**wrap(""), "done": True, "done_reason": "unload"})
+
+
 def _refuse_images(images) -> None:
     if images:
         raise BadRequest("Images are not supported: this server handles text only.")
@@ -230,6 +237,8 @@ async def generate(body: GenerateRequest, request: Request):
     def wrap(text):
         return {"model": name, "created_at": _now(), "response": text}
 
+    if keepalive.set_keep(pool, name, n_ctx, body.keep_alive) == 0 and not body.prompt:
+        return _unloaded(pool, name, wrap)  # `ollama stop`, `kit stop`
     if not body.prompt:
         return await _just_load(request, pool, name, n_ctx, wrap, t0)
 
@@ -278,6 +287,8 @@ async def chat(body: ChatRequest, request: Request):
             message["tool_calls"] = tools_api.ollama_calls(answer)
         return {"model": name, "created_at": _now(), "message": message}
 
+    if keepalive.set_keep(pool, name, n_ctx, body.keep_alive) == 0 and not body.messages:
+        return _unloaded(pool, name, wrap)
     if not body.messages:
         return await _just_load(request, pool, name, n_ctx, wrap, t0)
     messages = tools_api.messages_in(body.messages)
