@@ -13,7 +13,7 @@ and a busy machine slows the 1.5B model far more than the starter):
    whole file), then the same file again (top_k=1 rather than temperature 0,
    so the engine may reuse what it read, as it does while you type).
 
-    python benchmarks/tools.py [--tasks 12] [--rounds 3] [--skip-qwen]
+    python benchmarks/tools.py [--tasks 12] [--rounds 3] [--skip-qwen] [--qwen PATH]
 """
 from __future__ import annotations
 
@@ -87,9 +87,10 @@ def source_file(lines: int = 200) -> str:
     return "\n".join(out[:lines]) + "\n"
 
 
-def fim_latency(rounds: int) -> list[dict]:
+def fim_latency(qwen: str, rounds: int) -> list[dict]:
     import httpx
 
+    from kit.models.registry import resolve
     from kit.server import start
 
     text = source_file()
@@ -97,12 +98,13 @@ def fim_latency(rounds: int) -> list[dict]:
     prefix = text[:cut] + "def overdue_fee(days_late: int) -> float:\n    return "
     suffix = "\n\n\n" + text[cut:]
     rows = []
-    with start([QWEN], n_ctx=4096, quiet=True) as server:
+    served = resolve(qwen).name
+    with start([qwen], n_ctx=4096, quiet=True) as server:
         for attempt in range(rounds):
             t0 = time.perf_counter()
             first, pieces = None, []
             with httpx.stream("POST", f"{server.openai_url}/completions", timeout=900,
-                              json={"model": QWEN, "prompt": prefix, "suffix": suffix,
+                              json={"model": served, "prompt": prefix, "suffix": suffix,
                                     "max_tokens": 16, "top_k": 1,
                                     "stream": True}) as r:
                 for line in r.iter_lines():
@@ -129,15 +131,16 @@ def main(argv=None):
     p.add_argument("--tasks", type=int, default=12)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--skip-qwen", action="store_true")
+    p.add_argument("--qwen", default=QWEN, help="its kit name, or a .gguf path")
     a = p.parse_args(argv)
     models = {STARTER: load(STARTER, quiet=True)}
     if not a.skip_qwen:
-        models[QWEN] = load(QWEN, quiet=True)
+        models[QWEN] = load(a.qwen, quiet=True)
     print(f"Tool-call success on {a.tasks} tasks (tool_choice required):")
     table1 = success(models, a.tasks)
     print("Writing one call, with and without the grammar:")
     table2 = overhead(models, a.rounds)
-    table3 = fim_latency(a.rounds) if not a.skip_qwen else []
+    table3 = fim_latency(a.qwen, a.rounds) if not a.skip_qwen else []
     print("\n" + text_table(table1, right=("right", "rate", "s/task")))
     print("\n" + text_table(table2, right=("grammar tok/s", "free tok/s", "ratio")))
     if table3:

@@ -11,8 +11,7 @@ from typing import Literal, Optional
 import pytest
 
 from kit.engines import load
-from kit.errors import (BadTool, KitError, NoToolCall, ToolsUnsupported,
-                        UnknownTool)
+from kit.errors import BadTool, NoToolCall, ToolsUnsupported, UnknownTool
 from kit.tools import as_tools, needs_confirmation, run_tools
 from kit.tools.calls import (FALLBACK_NOTICE, call_grammar, parse_calls,
                              prepare_messages, template_speaks_tools)
