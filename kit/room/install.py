@@ -245,6 +245,12 @@ def _wheel_commands(src: _Source) -> list[str]:
 
 def _install_wheels(src: _Source, manifest: dict, quiet: bool) -> Path:
     """Fetch and verify every wheel, then pip install from them, offline."""
+    from kit.machine import cpu_model_and_flags
+    from kit.room.cpu import refusal
+
+    why = refusal(manifest["wheels"].get("llama_cpu"), cpu_model_and_flags()[1])
+    if why:  # before pip: an 'illegal instruction' later would explain nothing
+        raise PackError(why)
     import subprocess
     import sys
 

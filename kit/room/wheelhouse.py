@@ -192,6 +192,14 @@ def build_wheelhouse(dest: Path, requirements: list[str] | None = None,
     if install:  # prove the wheelhouse is complete, as a laptop would use it
         _pip("install", "--dry-run", "--ignore-installed", "--no-index",
              "--find-links", str(dest), *install)
-    return {"python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+    info = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}",
             "platform": sysconfig.get_platform(), "install": install,
             "notes": notes}
+    llama = sorted(dest.glob("llama_cpp_python-*.whl"))
+    if llama:  # which processors it runs on: kit pack install checks (kit.room.cpu)
+        from kit.room.cpu import wheel_cpu_needs
+
+        info["llama_cpu"] = wheel_cpu_needs(llama[0])
+        notes.append(f"llama-cpp-python runs on {info['llama_cpu']['runs_on']} "
+                     f"({info['llama_cpu']['how']}).")
+    return info
