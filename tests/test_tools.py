@@ -13,10 +13,10 @@ import pytest
 from kit.engines import load
 from kit.errors import BadTool, NoToolCall, ToolsUnsupported, UnknownTool
 from kit.tools import as_tools, needs_confirmation, run_tools
-from kit.tools.calls import (FALLBACK_NOTICE, call_grammar, parse_calls,
+from kit.engines.tool_calls import (FALLBACK_NOTICE, call_grammar, parse_calls,
                              prepare_messages, template_speaks_tools)
 from kit.tools.library import TASKS, calculator, search_catalogue
-from kit.tools.schema import chosen, from_schema
+from kit.engines.tool_schema import chosen, from_schema
 
 T1 = dict(n_threads=1, n_ctx=1024, quiet=True)
 GREEDY = dict(temperature=0, max_tokens=40)
@@ -151,7 +151,7 @@ def test_tool_choice_none_answers_in_words(starter):
 
 def test_engines_without_tools_say_so():
     from kit.engines.ctransformers import CTransformersEngine
-    from kit.tools.calls import tool_chat
+    from kit.engines.tool_calls import tool_chat
 
     engine = object.__new__(CTransformersEngine)  # the class is what decides
     with pytest.raises(ToolsUnsupported, match="ctransformers engine cannot call "

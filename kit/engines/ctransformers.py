@@ -207,7 +207,7 @@ class CTransformersEngine(Engine):
     def chat(self, messages, sampling=None, tools=None, tool_choice="auto",
              **kw) -> Stream:
         if tools is not None:  # tool calling: kit.tools (notebook 09) says what can
-            from kit.tools.calls import tool_chat
+            from kit.engines.tool_calls import tool_chat
 
             return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
         refuse_logprobs(self, kw)

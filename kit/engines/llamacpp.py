@@ -160,7 +160,7 @@ class LlamaCppEngine(Engine):
     def chat(self, messages, sampling=None, json_schema=None, tools=None,
              tool_choice="auto", **kw) -> Stream:
         if tools is not None:  # tool calling: kit.tools (notebook 09)
-            from kit.tools.calls import tool_chat
+            from kit.engines.tool_calls import tool_chat
 
             return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
         self._need_chat()

@@ -27,7 +27,7 @@ def chat_options(tools, tool_choice=None, parallel=None) -> dict:
             raise BadTool(str(tool_choice), "tool_choice names a tool, but the "
                           "request offers no tools")
         return {}
-    from kit.tools.schema import as_tools, chosen
+    from kit.engines.tool_schema import as_tools, chosen
 
     checked = as_tools([t if isinstance(t, dict) else dict(t) for t in tools])
     chosen(checked, tool_choice)  # an unknown name: UnknownTool, before any work
@@ -98,7 +98,7 @@ def fim_stream(model, prompt: str, suffix: str | None, sampling: dict):
     Asked for by `suffix` (OpenAI's and Ollama's form), or by a prompt already
     in the model's FIM layout (how continue.dev sends autocomplete).
     """
-    from kit.tools.fim import fill_in_middle, split_fim_layout
+    from kit.engines.fim import fill_in_middle, split_fim_layout
 
     if suffix:
         return fill_in_middle(model, prompt, suffix, **sampling)

@@ -10,13 +10,14 @@
 [ToolCall(name='add', arguments={'a': 2, 'b': 3}, id='call_...')]
 >>> run = run_tools(model, "What is 2+3?", [add])   # call, result, answer
 
-schema     tools from Python functions or OpenAI-style schemas; tool_choice
-calls      the prompt (the model's own template, or a system message), the
-           grammar, the parsed answer (engine.chat(..., tools=) lands here)
 loop       run_tools: the agent loop, step limit, timeouts, a person's yes
-remote     the same through an OpenAI-compatible server
-fim        fill in the middle: code completion with the model's FIM tokens
-catalogue  the bundled library catalogue and its search tool (notebook 09)
+library    the bundled library catalogue and its search tool (notebook 09)
+
+What every engine and the server need lives one floor down, in kit/engines/
+(imports only go downward): tool_schema (tools from Python functions or
+OpenAI-style schemas; tool_choice), tool_calls (the prompt, the grammar, the
+parsed answer: engine.chat(..., tools=) lands there), tool_remote (the same
+through an OpenAI-compatible server) and fim (fill in the middle).
 """
 from __future__ import annotations
 
@@ -29,21 +30,21 @@ def run_tools(model, messages, tools, **options):
 
 
 def as_tools(tools):
-    """Check tools and see their schemas; see kit.tools.schema.as_tools."""
-    from kit.tools.schema import as_tools as _as_tools
+    """Check tools and see their schemas; see kit.engines.tool_schema.as_tools."""
+    from kit.engines.tool_schema import as_tools as _as_tools
 
     return _as_tools(tools)
 
 
 def needs_confirmation(fn):
     """Mark a tool that writes or deletes: run_tools asks a person first."""
-    from kit.tools.schema import needs_confirmation as _mark
+    from kit.engines.tool_schema import needs_confirmation as _mark
 
     return _mark(fn)
 
 
 def fill_in_middle(model, prefix: str, suffix: str, **options):
-    """Code between prefix and suffix; see kit.tools.fim.fill_in_middle."""
-    from kit.tools.fim import fill_in_middle as _fim
+    """Code between prefix and suffix; see kit.engines.fim.fill_in_middle."""
+    from kit.engines.fim import fill_in_middle as _fim
 
     return _fim(model, prefix, suffix, **options)

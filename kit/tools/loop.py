@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 
 from kit.errors import BadTool, KitError, ToolFailed, UnknownTool
-from kit.tools.schema import ToolCall, as_tools
+from kit.engines.tool_schema import ToolCall, as_tools
 
 REFUSED = "A person did not allow this call, so it did not run."
 

@@ -14,7 +14,7 @@ import time
 
 from kit.engines.base import Stream
 from kit.errors import ToolsUnsupported
-from kit.tools.schema import CLOSE, OPEN
+from kit.engines.tool_schema import CLOSE, OPEN
 
 
 def _wire_messages(messages) -> list[dict]:

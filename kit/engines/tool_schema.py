@@ -1,4 +1,4 @@
-"""Tools from Python functions or OpenAI-style schemas (notebook 09).
+"""Tools from Python functions or OpenAI-style schemas (notebook 09; used by every engine and the server).
 
 A function's name, type hints and docstring become a JSON schema the model
 reads; an OpenAI-style schema is checked as JSON Schema first.

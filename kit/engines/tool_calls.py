@@ -1,4 +1,4 @@
-"""Tool calls: the prompt, the grammar, the parsed answer (notebook 09).
+"""Tool calls: the prompt, the grammar, the parsed answer (notebook 09; used by every engine and the server).
 
 The model writes a call as `<tool_call>{"name": ..., "arguments": {...}}
 </tool_call>` (the Hermes/Qwen style). A grammar made from the tools' schemas
@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from kit.engines.base import Sampling, StopScanner, Stream
 from kit.errors import BadSchema, BadTool, NoToolCall, ToolsUnsupported
-from kit.tools.schema import CLOSE, OPEN, Tool, ToolCall, as_tools, chosen
+from kit.engines.tool_schema import CLOSE, OPEN, Tool, ToolCall, as_tools, chosen
 
 OPENERS = (OPEN, "```json", "{")  # how answers that are calls begin
 MAX_PARALLEL = 4  # calls in one answer, when parallel calls are allowed
@@ -243,7 +243,7 @@ def tool_chat(engine, messages, tools, tool_choice="auto", sampling=None,
         mode = "none"
     kind = engine.capabilities.get("tools")
     if kind == "server":
-        from kit.tools.remote import remote_answer
+        from kit.engines.tool_remote import remote_answer
 
         return ToolStream(lambda: remote_answer(engine, messages, tools, tool_choice,
                                                 sampling), tools, mode)
