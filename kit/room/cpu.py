@@ -1,5 +1,5 @@
-"""Which processors a pack's llama-cpp-python wheel runs on (notebook 00's
-offline room; docs/classroom.md).
+"""Which processors a pack's llama-cpp-python wheel runs on (offline packs;
+docs/classroom.md).
 
 llama.cpp compiled on the instructor's computer uses every instruction that
 processor has (GGML_NATIVE): on an older laptop it dies with "illegal
