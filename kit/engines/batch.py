@@ -221,10 +221,11 @@ class Batched:
     def close(self) -> None:
         self.runner.close()
 
-    def chat(self, messages, sampling=None, json_schema=None, tools=None, **kw):
+    def chat(self, messages, sampling=None, json_schema=None, tools=None,
+             tool_choice="auto", **kw):
         if json_schema is not None or tools is not None or _wants_probs(kw):
             return self._alone(self.engine.chat(messages, sampling, json_schema=json_schema,
-                                                tools=tools, **kw))
+                                                tools=tools, tool_choice=tool_choice, **kw))
         self.engine._need_chat()
         return self._batched(self.engine.chat_tokens(messages), Sampling.make(sampling, **kw),
                              None if self.engine.chat_template else
