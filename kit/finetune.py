@@ -66,11 +66,12 @@ def read_data(path) -> tuple[str, object]:
 
 def chat_texts(llm, items, system: str | None = None) -> list[str]:
     """Each pair written out with the model's own chat template, answer included."""
+    from llama_cpp import llama_vocab_get_text
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    from kit.engines.llamacpp import FALLBACK_TEMPLATE
-
-    text = lambda t: llm._model.token_get_text(t) if t != -1 else ""  # noqa: E731
+    from kit.engines.llamacpp import FALLBACK_TEMPLATE, vocab_of
+    vocab = vocab_of(llm)  # public: llama.cpp's own vocabulary calls
+    text = lambda t: llama_vocab_get_text(vocab, t).decode() if t != -1 else ""  # noqa: E731
     fmt = Jinja2ChatFormatter(
         template=(llm.metadata or {}).get("tokenizer.chat_template") or FALLBACK_TEMPLATE,
         eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()),
