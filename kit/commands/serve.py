@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from kit.errors import BadParameter
 from kit.server.launch import DEFAULT_PORT, is_local, KEY_ENV, room_key, serve
 
@@ -68,10 +67,6 @@ def cmd_serve(a) -> int:
               "Learners pass it as api_key=... (OpenAI clients) or the header "
               "'Authorization: Bearer KEY'.", flush=True)
     logging.basicConfig(level=a.log_level.upper(), format="%(levelname)s: %(message)s")
-    # A room's server shares the computer with notebooks and a browser: OpenMP
-    # threads that spin while waiting then lose most of their speed
-    # (benchmarks/threads.py, notebook 04). Before llama.cpp loads; yours wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     serve(a.models, host=a.host, port=port, api_key=api_key, n_ctx=a.ctx,
           n_threads=a.threads, max_queue=a.max_queue, log_level=a.log_level,
           memory_budget=a.memory * 1_000_000 if a.memory else None,
