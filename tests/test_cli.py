@@ -119,10 +119,25 @@ def test_main_returns_exit_codes_in_process(capsys):
 
 # ---- the edges a newcomer meets ------------------------------------------------
 
+def _default_sigint():
+    # A shell that starts the tests in the background leaves SIGINT ignored,
+    # and a child would inherit that: Ctrl-C must reach kit as at a terminal.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "kit", *args], text=True,
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "kit", *args], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kw)
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            preexec_fn=_default_sigint, **kw)
+    watchdog = threading.Timer(120, proc.kill)  # a hang fails the test, never the run
+    watchdog.daemon = True
+    watchdog.start()
+    return proc
 
 
 def _read_until(stream, marker: str, limit: int = 20_000) -> str:
