@@ -239,11 +239,8 @@ def token_loop(tokens, s: Sampling, stream: Stream, clock: Clock, *, piece, is_e
         out = scanner.feed(decoder.decode(piece(token)))
         if out:
             yield out
-        if scanner.hit:
-            reason = "stop"
-            break
-        if stream.cancelled:
-            reason = "cancelled"
+        if halted := halt_reason(scanner, stream):
+            reason = halted
             break
         if st.generated_tokens >= s.max_tokens:
             break
@@ -254,6 +251,13 @@ def token_loop(tokens, s: Sampling, stream: Stream, clock: Clock, *, piece, is_e
     if tail:
         yield tail
     return reason
+
+
+def halt_reason(scanner: StopScanner, stream) -> str | None:
+    """'stop' once a stop string is seen, 'cancelled' once asked to stop, else None."""
+    if scanner.hit:
+        return "stop"
+    return "cancelled" if stream.cancelled else None
 
 
 def refuse_logprobs(engine, kw: dict) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 
-from kit.engines.base import (Clock, Engine, Sampling, StopScanner, Stream,
+from kit.engines.base import (Clock, Engine, Sampling, StopScanner, Stream, halt_reason,
                               refuse_logprobs)
 from kit.errors import RemoteError
 
@@ -266,11 +266,8 @@ class RemoteEngine(Engine):
                                 yield out
                         if choice.finish_reason:
                             reason = FINISH.get(choice.finish_reason, choice.finish_reason)
-                    if scanner.hit:
-                        reason = "stop"
-                        break
-                    if stream.cancelled:
-                        reason = "cancelled"
+                    if halted := halt_reason(scanner, stream):
+                        reason = halted
                         break
         except openai.APIConnectionError as exc:  # timeouts included
             raise self._fail(exc.__cause__ or exc) from exc
