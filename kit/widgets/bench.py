@@ -88,7 +88,8 @@ def speed_table(df):
     if "tps_std" in out and "reps" in df.columns:  # one run has no spread to show
         out["tps_std"] = out["tps_std"].where(df["reps"] > 1)
     out = out.round({"tps_mean": 1, "tps_std": 1, "ttft_s": 2})
-    return out.rename(columns=COLUMN_TITLES).fillna("-")
+    # object columns first: a dash is text, and a float column cannot hold it
+    return out.rename(columns=COLUMN_TITLES).astype(object).fillna("-")
 
 
 def measure_now(models=None):
