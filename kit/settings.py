@@ -29,6 +29,7 @@ class Settings:
     default_model: str = STARTER_NAME
     n_ctx: int = 2048
     n_threads: int = 2
+    adapt_threads: bool = True  # fewer threads while other programs are busy
 
     @property
     def models_dir(self) -> Path:
@@ -40,7 +41,7 @@ class Settings:
 
 
 def get_settings() -> Settings:
-    """Read KIT_HOME, KIT_MODEL, KIT_THREADS and KIT_CTX now (never at import)."""
+    """Read KIT_HOME, KIT_MODEL, KIT_THREADS, KIT_ADAPT_THREADS and KIT_CTX now (never at import)."""
     env = os.environ
     home = Path(env.get("KIT_HOME") or Path.home() / ".local" / "share" / "kit")
     return Settings(
@@ -48,4 +49,6 @@ def get_settings() -> Settings:
         default_model=env.get("KIT_MODEL", STARTER_NAME),
         n_ctx=int(env.get("KIT_CTX", "2048")),
         n_threads=int(env.get("KIT_THREADS") or _default_threads()),
+        adapt_threads=env.get("KIT_ADAPT_THREADS", "1").strip().lower()
+        not in ("0", "false", "no", "off"),
     )

@@ -1,7 +1,7 @@
 """Load a model with an engine; one cached load per model and settings.
 
 >>> model = load()                        # smollm2:135m, CPU, context 2048
-Loaded smollm2:135m (Q4_1, 98 MB) on CPU, 2 threads, context 2048 in 0.21 s
+Loaded smollm2:135m (Q4_1, 98 MB) on CPU, up to 2 threads, context 2048 in 0.21 s
 >>> load("smollm2:135m-ct", engine="ctransformers")   # the second engine
 >>> load(engine="remote", base_url="http://127.0.0.1:11434")   # a server
 
@@ -23,12 +23,14 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
          n_threads: int | None = None, n_gpu_layers: int = 0, seed: int | None = None,
          use_mmap: bool = True, check_fit: bool = True, quiet: bool = False,
          gpu_fallback: bool = False, base_url: str | None = None,
-         api_key: str | None = None) -> Engine:
+         api_key: str | None = None, adapt_threads: bool | None = None) -> Engine:
     """Load a model by kit name or .gguf path, validating the file first.
 
     engine=None picks the model's own engine (kit.engines.ct_convert's copies:
     ctransformers), else llama.cpp. For engine="remote", `name` is the
     server's model name (None: the first it serves) and base_url its address.
+    adapt_threads (None: the setting KIT_ADAPT_THREADS, on unless "0"): use
+    fewer than n_threads while other programs keep cores busy.
     """
     from kit.fit import check
     from kit.modelfile import human_size, read_facts
@@ -38,6 +40,7 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
     cfg = get_settings()
     n_ctx = cfg.n_ctx if n_ctx is None else n_ctx
     n_threads = cfg.n_threads if n_threads is None else n_threads
+    adapt_threads = cfg.adapt_threads if adapt_threads is None else bool(adapt_threads)
     if engine is None and base_url:
         engine = "remote"
     engine = ALIASES.get(engine, engine)
@@ -69,7 +72,7 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
         check(facts, n_ctx, n_gpu_layers)
     st = ref.path.stat()
     key = (engine, str(ref.path), st.st_size, st.st_mtime_ns, n_ctx, n_threads,
-           n_gpu_layers, seed, use_mmap)
+           n_gpu_layers, seed, use_mmap, adapt_threads)
     if key in _LOADED:
         return _LOADED[key]
     if engine == "ctransformers":
@@ -85,7 +88,7 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
         check_unvetted(ref.path, facts.architecture)  # an abort kills a child only
         model = LlamaCppEngine(ref.name, ref.path, n_ctx=n_ctx, n_threads=n_threads,
                                n_gpu_layers=n_gpu_layers, seed=seed, use_mmap=use_mmap,
-                               embedding=embedding)
+                               embedding=embedding, adapt_threads=adapt_threads)
     model.facts = facts
     model.sha256 = ref.sha256
     notes = []

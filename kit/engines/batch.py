@@ -19,6 +19,7 @@ from collections import deque
 
 from kit.engines.base import Clock, Sampling, Stream, token_loop
 from kit.engines.llamacpp import import_llama_cpp
+from kit.engines.threads import ThreadGovernor
 from kit.errors import EmptyPrompt, KitError, PromptTooLong
 
 PENALTY_LAST_N = 64  # what llama-cpp-python's Llama uses (last_n_tokens_size)
@@ -85,6 +86,10 @@ class BatchRunner:
                            f"sequences of {n_ctx_seq} tokens: serve fewer at once "
                            "(kit serve --parallel) or a smaller context.")
         self.mem = lib.llama_get_memory(self.ctx)
+        self.governor = None  # as the engine's: fewer threads beside busy programs
+        if getattr(engine, "governor", None) is not None:
+            self.governor = ThreadGovernor(
+                lambda n: lib.llama_set_n_threads(self.ctx, n, n), most=engine.n_threads)
         self.batch = lib.llama_batch_init(self.n_batch, 0, 1)
         self.n_vocab = lib.llama_vocab_n_tokens(engine.vocab)
         self.free_ids = deque(range(n_seq))
@@ -182,6 +187,8 @@ class BatchRunner:
                 seq.fed += 1
                 add(seq, seq.prompt[seq.fed - 1], seq.fed == len(seq.prompt))
         b.n_tokens = n
+        if self.governor is not None:
+            self.governor.adjust()
         rc = lib.llama_decode(self.ctx, b)
         if rc != 0:
             raise KitError(f"llama.cpp could not decode a batch of {n} tokens "

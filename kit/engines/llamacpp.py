@@ -9,6 +9,7 @@ import time
 
 from kit.engines.base import Clock, Engine, Sampling, Stream, token_loop
 from kit.engines.guards import rendering_chat, special_spans, template_errors
+from kit.engines.threads import ThreadGovernor, watched
 from kit.errors import EmptyPrompt, EngineMissing, KitError, PromptTooLong
 
 # Used when a model file has no chat template of its own; we say so.
@@ -46,7 +47,7 @@ class LlamaCppEngine(Engine):
                     "tools": "template", "json_schema": True}
 
     def __init__(self, name, path, n_ctx=2048, n_threads=2, n_gpu_layers=0,
-                 seed=None, use_mmap=True, embedding=False):
+                 seed=None, use_mmap=True, embedding=False, adapt_threads=False):
         super().__init__(name, path, n_ctx)
         llama_cpp = import_llama_cpp()
         self.n_threads, self.n_gpu_layers = n_threads, n_gpu_layers
@@ -74,10 +75,17 @@ class LlamaCppEngine(Engine):
         self.load_s = time.perf_counter() - t0
         self.on_gpu = n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
         self.vocab = vocab_of(self.llm)
+        # n_threads is the most; fewer while other programs keep cores busy
+        self.governor = None
+        if adapt_threads and n_threads > 1 and not self.on_gpu and not embedding:
+            self.governor = ThreadGovernor(self._set_threads, most=n_threads)
         meta = self.llm.metadata or {}
         self.chat_template = meta.get("tokenizer.chat_template")
         self._formatter = None
         self._specials = None
+
+    def _set_threads(self, n: int) -> None:
+        import_llama_cpp().llama_set_n_threads(self.llm.ctx, n, n)
 
     # -- tokens -----------------------------------------------------------
     def tokenize(self, text: str, special: bool = False) -> list[int]:
@@ -217,7 +225,7 @@ class LlamaCppEngine(Engine):
                            temp=s.temperature, repeat_penalty=s.repeat_penalty,
                            grammar=grammar)  # a JSON schema's: see kit.structured
         vocab, is_eog = self.vocab, import_llama_cpp().llama_vocab_is_eog
-        tokens_in = gen
+        tokens_in = watched(gen, self.governor)  # fewer threads beside a busy neighbour
         if probe is not None:  # each token's probabilities, before the next step
             stream.logprobs = []
             tokens_in = probe(gen, lambda t: is_eog(vocab, t), stream.logprobs)
@@ -307,6 +315,8 @@ class LlamaCppEngine(Engine):
     def describe(self) -> str:
         where = "GPU" if self.on_gpu else "CPU"
         threads = "1 thread" if self.n_threads == 1 else f"{self.n_threads} threads"
+        if self.governor is not None:
+            threads = f"up to {threads}"  # fewer while other programs are busy
         return f"{where}, {threads}, context {self.n_ctx}"
 
 

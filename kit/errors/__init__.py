@@ -27,7 +27,7 @@ from kit.errors.serving import (
     NoSuchTensor, DecodeFailed, BenchNeedsLlamaCpp, NotABenchFile, LoadFailed,
     NothingToEvaluate, OtherTokens, EmptyMessage, FolderNotWritable, UnknownDashboard,
     DashboardMissing, NoFreePort, DashboardPortBusy, VoilaStopped, VoilaTimedOut,
-    QuizNotFound, BadQuiz
+    QuizNotFound, BadQuiz, HubMissing, NpmMissing, HubStartFailed
 )
 from kit.errors.using import (
     NoDocuments, Unreadable, BadTool, ToolsUnsupported, UnknownTool, NoToolCall,

@@ -227,3 +227,22 @@ class BadQuiz(KitError):
             "\"why\", and exactly one choice marked \"correct\": true."
         )
         self.source = source
+
+
+# ---- a JupyterHub for a room (kit.room.hub) ----------------------------------
+
+class HubMissing(KitError):
+    template = ("JupyterHub is not installed in this Python. Install it with "
+                "`pip install 'local-llm-workshop-kit[hub]'` (or `pip install jupyterhub`), "
+                "then start the room again.")
+
+
+class NpmMissing(KitError):
+    template = ("JupyterHub's proxy (configurable-http-proxy) comes from npm, but "
+                "`{missing}` was not found. Install Node.js and npm: `sudo apt-get "
+                "install nodejs npm` on Debian or Ubuntu, or from https://nodejs.org.")
+
+
+class HubStartFailed(KitError):
+    template = ("{what} did not start: {detail}. Its log says more (hub.log in the "
+                "room folder); check that the ports are free and try again.")

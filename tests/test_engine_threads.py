@@ -1,0 +1,83 @@
+"""Threads that make way for a busy neighbour (kit.engines.threads)."""
+import time
+
+import pytest
+
+from kit.engines import load
+from kit.engines.threads import INTERVAL_S, ThreadGovernor, busy_neighbour
+
+
+@pytest.fixture
+def neighbour():
+    with busy_neighbour(seconds=60) as proc:
+        yield proc
+
+
+def watch(gov: ThreadGovernor, seconds: float) -> list[int]:
+    """Let the governor look, as it does between tokens, for `seconds`."""
+    seen, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        seen.append(gov.adjust())
+        time.sleep(0.02)
+    return seen
+
+
+@pytest.mark.parametrize("cores, others, most, want", [
+    (2, 0.0, 2, 2), (2, 0.3, 2, 2), (2, 0.7, 2, 1), (2, 1.0, 2, 1), (2, 2.0, 2, 1),
+    (8, 1.0, 4, 4), (8, 5.0, 4, 3), (4, 1.2, 4, 3), (1, 0.0, 4, 1),
+])
+def test_it_uses_the_cores_the_others_leave(cores, others, most, want):
+    gov = ThreadGovernor(lambda n: None, most=most, cores=cores)
+    assert gov.choose(others) == want
+
+
+def test_it_steps_aside_for_a_busy_program_and_takes_the_cores_back(neighbour):
+    applied = []
+    gov = ThreadGovernor(applied.append, most=2, cores=2)
+    assert gov.threads == 2 and applied == []  # nothing changes until it has looked
+    watch(gov, 4 * INTERVAL_S)
+    assert gov.others > 0.7, "the busy neighbour was not seen"
+    assert gov.threads == 1 and applied[-1] == 1
+    neighbour.kill()
+    neighbour.wait()
+    watch(gov, 4 * INTERVAL_S)
+    assert gov.others < 0.5 and gov.threads == 2 and applied[-1] == 2
+    assert gov.changes == len(applied) >= 2
+
+
+def test_a_short_window_changes_nothing():
+    applied = []
+    gov = ThreadGovernor(applied.append, most=2, cores=2)
+    gov.adjust()
+    gov.adjust()  # well under INTERVAL_S since the first look: no measurement
+    assert applied == [] and gov.threads == 2
+
+
+def test_the_engine_adapts_and_answers_as_it_would_with_fixed_threads(neighbour):
+    fixed = load("smollm2:135m", n_ctx=256, n_threads=2, adapt_threads=False, quiet=True)
+    model = load("smollm2:135m", n_ctx=256, n_threads=2, adapt_threads=True, quiet=True)
+    assert fixed.governor is None and model.governor is not None
+    assert model is not fixed  # the choice is part of the loaded model's identity
+    assert "up to 2 threads" in model.describe()
+    prompt, kw = "Once upon a time, in a lighthouse by the sea, there lived", dict(
+        max_tokens=96, temperature=0, seed=1)
+    model.governor.cores = 2  # as on a two-core laptop, whatever this machine has
+    adaptive = model.generate(prompt, **kw).text
+    assert model.governor.threads == 1  # it saw the neighbour while generating
+    assert adaptive == fixed.generate(prompt, **kw).text  # same arithmetic, same answer
+
+
+def test_one_thread_has_nothing_to_adapt():
+    model = load("smollm2:135m", n_ctx=256, n_threads=1, adapt_threads=True, quiet=True)
+    assert model.governor is None and "1 thread," in model.describe()
+
+
+def test_the_setting_turns_it_off(monkeypatch):
+    from kit.settings import get_settings
+
+    monkeypatch.delenv("KIT_ADAPT_THREADS", raising=False)
+    assert get_settings().adapt_threads is True  # on unless asked
+    monkeypatch.setenv("KIT_ADAPT_THREADS", "0")
+    assert get_settings().adapt_threads is False
+    model = load("smollm2:135m", n_ctx=192, n_threads=2, quiet=True)
+    assert model.governor is None
