@@ -27,7 +27,8 @@ from kit.errors.serving import (
     NoSuchTensor, DecodeFailed, BenchNeedsLlamaCpp, NotABenchFile, LoadFailed,
     NothingToEvaluate, OtherTokens, EmptyMessage, FolderNotWritable, UnknownDashboard,
     DashboardMissing, NoFreePort, DashboardPortBusy, VoilaStopped, VoilaTimedOut,
-    QuizNotFound, BadQuiz, HubMissing, NpmMissing, HubStartFailed
+    QuizNotFound, BadQuiz, HubMissing, NpmMissing, HubStartFailed,
+    HubNotRunning
 )
 from kit.errors.using import (
     NoDocuments, Unreadable, BadTool, ToolsUnsupported, UnknownTool, NoToolCall,

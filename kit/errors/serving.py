@@ -246,3 +246,8 @@ class NpmMissing(KitError):
 class HubStartFailed(KitError):
     template = ("{what} did not start: {detail}. Its log says more (hub.log in the "
                 "room folder); check that the ports are free and try again.")
+
+
+class HubNotRunning(KitError):
+    template = ("No JupyterHub room is running from {folder}. Start one with `kit hub "
+                "start` (or name its folder with --dir).")
