@@ -20,7 +20,7 @@ from kit.engines.llama_private import restore_log_handler
 from kit.engines.llamacpp import import_llama_cpp
 from kit.gguf_check import scan
 from kit.modelfile import facts_from_scan
-from kit.util import free_disk_bytes, human_size, sha256_file
+from kit.util import free_disk_bytes, human_size, partial_path, sha256_file, stale_partials
 from kit.models.registry import installed, register, resolve
 from kit.settings import get_settings
 
@@ -336,7 +336,7 @@ def quantize(model=None, types=DEFAULT_TYPES, *, force: bool = False, out_dir=No
     for q, vname, dst in todo:
         new_dir = not dst.parent.exists()
         dst.parent.mkdir(parents=True, exist_ok=True)
-        partial = dst.with_name(dst.name + ".partial")
+        partial = partial_path(dst)  # this run's own: a second run writes its own
         try:
             t0 = time.perf_counter()
             ok, log, interrupted = _run_quantizer(ref.path, partial, q, threads,
@@ -381,10 +381,9 @@ def _make_room(name: str, s, todo, say) -> None:
     """Remove what a killed run left; refuse before writing what cannot fit."""
     need, need_q = {}, [q for q, *_ in todo]
     for q, _, dst in todo:
-        partial = dst.with_name(dst.name + ".partial")
-        if partial.is_file():  # a run that was killed left it
+        for partial in stale_partials(dst):  # a run that was killed left it
             say(f"Removed {partial} ({human_size(partial.stat().st_size)}), left by a stopped run.")
-            partial.unlink()
+            partial.unlink(missing_ok=True)
         need[dst.parent] = need.get(dst.parent, 0) + estimated_size(s, q)
     for folder, n in need.items():
         if n > (free := free_disk_bytes(folder)):

@@ -117,6 +117,28 @@ def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def partial_path(dst) -> Path:
+    """Where `dst` is written until it is complete: one per process, so two
+    runs making the same file never write into each other's."""
+    dst = Path(dst)
+    return dst.with_name(f"{dst.name}.{os.getpid()}.partial")
+
+
+def stale_partials(dst) -> list[Path]:
+    """The partial files of `dst` left by runs that are no longer running
+    (killed, or the power went): safe to remove. A live run's stays."""
+    import psutil
+
+    dst, out = Path(dst), []
+    for p in dst.parent.glob(f"{dst.name}*.partial"):
+        pid = p.name[len(dst.name):-len(".partial")].strip(".")
+        if not pid:  # an older kit's name, without the process number
+            out.append(p)
+        elif pid.isdigit() and not psutil.pid_exists(int(pid)):
+            out.append(p)
+    return out
+
+
 def free_disk_bytes(path) -> int:
     """Free bytes on the drive holding path (or its nearest existing parent)."""
     path = Path(path)

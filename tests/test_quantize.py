@@ -206,6 +206,37 @@ def test_a_rerun_skips_types_made_and_clears_a_killed_runs_partial(made):
     assert forced.size == v.size
 
 
+def test_two_runs_at_once_each_write_their_own_partial(made, home):
+    """Two `kit quantize` of one type at the same time (two terminals): both
+    finish, the file is whole and registered once, and nothing is left."""
+    import subprocess
+    import sys
+
+    dst = output_path("smollm2:135m", "q4_0")
+    # a dead run's partial goes; a live run's (this process) is left alone
+    dead = dst.with_name(f"{dst.name}.999999999.partial")
+    live = dst.with_name(f"{dst.name}.{os.getpid()}.partial")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    for p in (dead, live):
+        p.write_bytes(b"\0" * 1000)
+    code = ("from kit.quantize import quantize\n"
+            "print(quantize('smollm2:135m', ['q4_0'], force=True, quiet=True)[0].size)")
+    env = dict(os.environ, KIT_HOME=str(home))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-800:] for o in outs]
+    sizes = {int(o[0].split()[-1]) for o in outs}
+    assert sizes == {dst.stat().st_size}
+    assert scan(dst).tensors  # whole and readable
+    assert installed()["smollm2:135m-q4_0"]["path"] == str(dst)
+    assert not dead.exists() and live.exists()
+    live.unlink()
+    assert not list(dst.parent.glob("*.partial"))
+    remove("smollm2:135m-q4_0")
+
+
 def test_a_name_held_by_another_file_is_refused_unless_forced(made, starter_path):
     register("smollm2:135m-q4_1", starter_path, source="test")
     try:
