@@ -185,7 +185,7 @@ def start_room(learners, *, model: str = "smollm2:135m", room: Path | None = Non
     hub_url, kit_port, marker = f"http://{host}:{port}", free_port(), new_marker(room)
     kit_url = f"http://127.0.0.1:{kit_port}"
     config = write_config(room, learners, kit_url, host=host, port=port, proxy=proxy,
-                          marker=marker)
+                          marker=marker, models=[model])
     # The learners' keys are in this room's key file, which the server reads.
     saved = os.environ.get("KIT_KEYS")
     os.environ["KIT_KEYS"] = str(room / "keys.json")

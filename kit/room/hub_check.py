@@ -44,11 +44,16 @@ class LearnerResult:
     spawn_s: float = 0.0
     cells: list[CellResult] = field(default_factory=list)
     peak_rss: int = 0  # bytes: their JupyterLab server and kernels together
+    peak_kernel_rss: int = 0  # bytes: their kernels alone
     problem: str = ""
 
     @property
     def cells_ok(self) -> int:
         return sum(c.status == "ok" for c in self.cells)
+
+    @property
+    def cells_s(self) -> float:
+        return sum(c.seconds for c in self.cells)
 
 
 @dataclass
@@ -92,6 +97,7 @@ class MemorySampler:
     def __init__(self, marker: str, server_pid: int, interval: float = 0.5):
         self.marker, self.server_pid, self.interval = marker, server_pid, interval
         self.peak_user: dict[str, int] = {}
+        self.peak_kernel: dict[str, int] = {}
         self.peak_learners = self.peak_room = self.hub_at_peak = self.server_at_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -100,14 +106,18 @@ class MemorySampler:
         import psutil
 
         users: dict[str, int] = {}
+        kernels: dict[str, int] = {}
         hub = 0
         for p in room_processes(self.marker):
             try:
                 rss, user = p.memory_info().rss, p.environ().get("JUPYTERHUB_USER")
+                kernel = any("ipykernel" in part for part in p.cmdline())
             except psutil.Error:
                 continue
             if user:
                 users[user] = users.get(user, 0) + rss
+                if kernel:
+                    kernels[user] = kernels.get(user, 0) + rss
             else:
                 hub += rss
         try:
@@ -116,6 +126,8 @@ class MemorySampler:
             server = 0
         for user, rss in users.items():
             self.peak_user[user] = max(self.peak_user.get(user, 0), rss)
+        for user, rss in kernels.items():
+            self.peak_kernel[user] = max(self.peak_kernel.get(user, 0), rss)
         learners = sum(users.values())
         self.peak_learners = max(self.peak_learners, learners)
         if learners + hub + server > self.peak_room:
@@ -280,6 +292,7 @@ def check_room(room, users: int | None = None, cells=None,
                         memory.server_at_peak)
     for r in report.learners:
         r.peak_rss = memory.peak_user.get(r.name, 0)
+        r.peak_kernel_rss = memory.peak_kernel.get(r.name, 0)
     status = httpx.get(room.kit_url + "/kit/status", timeout=30, trust_env=False,
                        headers={"Authorization": f"Bearer {secrets['server_key']}"})
     report.usage = status.json().get("usage", {})
@@ -293,13 +306,16 @@ def format_report(report: RoomReport) -> str:
     rows = [{"learner": r.name, "login": "yes" if r.logged_in else "no",
              "server start": f"{r.spawn_s:.1f} s",
              "cells": f"{r.cells_ok}/{report.cells_per_learner}",
+             "cells time": f"{r.cells_s:.1f} s",
              "requests": report.usage.get(r.name, {}).get("requests", 0),
              "memory": human_size(r.peak_rss),
+             "of which kernel": human_size(r.peak_kernel_rss),
              "problem": r.problem or next((f"{c.cell_id}: {c.error}" for c in r.cells
                                            if c.status != "ok"), "")}
             for r in report.learners]
     n = len(report.learners)
-    lines = [text_table(rows, right=("server start", "cells", "requests", "memory")), "",
+    lines = [text_table(rows, right=("server start", "cells", "cells time", "requests",
+                                     "memory", "of which kernel")), "",
              f"{n} learners, cells completed: {report.cells_ok} of {report.cells_total}, "
              f"in {report.seconds:.0f} s",
              f"memory per learner (their server + kernel, peak): "

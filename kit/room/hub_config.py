@@ -149,8 +149,11 @@ c.Spawner.pre_spawn_hook = copy_notebooks
 
 def write_config(room: Path, learners, kit_url: str, *, host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, proxy: Path | str = PROXY,
-                 spawn_timeout: int = 300, marker: str = "") -> Path:
-    """The room folder's jupyterhub_config.py and secrets.json; returns the config."""
+                 spawn_timeout: int = 300, marker: str = "", models=()) -> Path:
+    """The room folder's jupyterhub_config.py and secrets.json; returns the config.
+
+    models: what the learners' keys may use (empty: all the server offers).
+    """
     from kit.server.keys import add_key
     from kit.util import notebooks_dir
 
@@ -159,7 +162,7 @@ def write_config(room: Path, learners, kit_url: str, *, host: str = "127.0.0.1",
     (room / "homes").mkdir(parents=True, exist_ok=True)
     keys_path = room / "keys.json"  # this room's keys only, made afresh
     keys_path.unlink(missing_ok=True)
-    keys = {name: add_key(name, path=keys_path) for name in learners}
+    keys = {name: add_key(name, models=models, path=keys_path) for name in learners}
     old = read_secrets(room)
     _secret_file(room / "secrets.json", {
         "password": old.get("password") or secrets.token_urlsafe(9),

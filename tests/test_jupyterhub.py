@@ -1,0 +1,227 @@
+"""kit.room.hub, hub_config, hub_check and `kit hub`: a real JupyterHub on 127.0.0.1.
+
+One room for the module: JupyterHub from PyPI, configurable-http-proxy from
+npm (cached in ~/.cache/kit/hub), SimpleLocalProcessSpawner, one `kit serve`
+with a key per learner. Ten learners log in through the login form at once,
+start their servers and kernels, and run notebook 01's core cells over the
+kernel websocket (about 1.5 minutes on 2 busy cores). Every process is stopped
+at the end, also when a test fails. Skipped without node and npm (.ci/run
+installs them).
+"""
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import httpx
+import psutil
+import pytest
+
+from kit.errors import BadParameter, HubNotRunning, NpmMissing
+from kit.room import hub_config
+from kit.room.hub import open_room, room_processes, start_room
+from kit.room.hub_check import (CORE_CELLS, _login, check_room, core_cells,
+                                format_report)
+
+USERS = 10  # as the benchmark (benchmarks/jupyterhub.py): 10 learners at once
+NAMES = [f"learner-{i}" for i in range(1, USERS + 1)]
+
+needs_npm = pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")),
+                               reason="node and npm are needed for JupyterHub's proxy "
+                               "(sudo apt-get install nodejs npm)")
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    pytest.importorskip("jupyterhub")
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("node and npm are needed for JupyterHub's proxy "
+                    "(sudo apt-get install nodejs npm)")
+    folder = tmp_path_factory.mktemp("room")
+    with start_room(NAMES, room=folder, port=0, quiet=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def report(room):
+    return check_room(room, timeout=600)
+
+
+# ---- the load test ------------------------------------------------------------
+
+def test_every_learner_logs_in_and_every_core_cell_completes(report):
+    print(format_report(report))  # the figures, with -s
+    assert len(report.learners) == USERS
+    for learner in report.learners:
+        assert learner.problem == "", (learner.name, learner.problem)
+        assert learner.logged_in and learner.spawn_s > 0
+        assert [c.cell_id for c in learner.cells] == list(CORE_CELLS)
+        for cell in learner.cells:
+            assert cell.status == "ok" and cell.error == "", (learner.name, cell)
+    assert report.cells_ok == report.cells_total == USERS * len(CORE_CELLS)
+
+
+def test_the_cells_answered_from_the_shared_server(report, room):
+    for learner in report.learners:
+        out = {c.cell_id: c.output for c in learner.cells}
+        assert "remote" in out["01-002"] and room.kit_url in out["01-002"]
+        assert out["01-005"].startswith("10 tokens: [")  # the server's tokenizer
+        assert out["01-012"].strip() and "generated" in out["01-014"]
+        assert out["01-017"].strip()  # the chat answer, not empty
+        assert "why it stopped" in out["01-025"]
+        assert out["01-027"].count("\n") >= 3 and out["01-027"].startswith("0 ")
+        assert out["01-031"].strip() == "True"  # temperature 0: the same answer twice
+        assert out["01-034"].strip() == "True"  # the same seed: the same answer
+        days = out["01-048"].splitlines()[0]
+        assert days.strip() and "Friday" not in days  # the stop string held
+
+
+def test_the_server_counted_each_learners_own_key(report):
+    # 10 answers per learner (a completion, a chat, 3 + 2 + 2 chats, one stop)
+    assert set(report.usage) == set(NAMES)
+    for name in NAMES:
+        assert report.usage[name]["requests"] >= 10, report.usage[name]
+        assert report.usage[name]["tokens"] > 0
+
+
+def test_memory_per_learner_and_in_total_is_measured(report):
+    for learner in report.learners:
+        # a JupyterLab server and a kernel that imported the kit: tens of MB each,
+        # not a model in every kernel (the starter alone maps 98 MB and more)
+        assert 50e6 < learner.peak_rss < 1.5e9, learner
+        assert 20e6 < learner.peak_kernel_rss < learner.peak_rss
+    assert report.peak_learners_rss >= max(r.peak_rss for r in report.learners)
+    assert report.peak_room_rss >= report.peak_learners_rss + report.server_rss
+    assert report.hub_rss > 0 and report.server_rss > 0
+
+
+def test_the_hub_listens_on_loopback_only(room):
+    port = int(room.hub_url.rsplit(":", 1)[1])
+    listening = [c for c in psutil.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening)
+    assert room.kit_url.startswith("http://127.0.0.1:")
+
+
+def test_no_secret_reaches_a_log_or_the_config(room, report):
+    secrets = room.secrets()
+    hidden = [secrets["password"], secrets["server_key"], secrets["proxy_token"],
+              *secrets["keys"].values()]
+    assert all(len(s) >= 12 for s in hidden)
+    texts = {"hub.log": room.hub_log.read_text(errors="replace"),
+             "kit server log": room.server.log_path.read_text(errors="replace"),
+             "config": (room.room / "jupyterhub_config.py").read_text(),
+             "keys.json": (room.room / "keys.json").read_text(),
+             "room.json": (room.room / "room.json").read_text(),
+             "report": format_report(report)}
+    assert "Spawning" in texts["hub.log"]  # the log is the one the hub writes
+    for where, text in texts.items():
+        for secret in hidden:
+            assert secret not in text, f"a secret is in the {where}"
+    for learner in report.learners:
+        for cell in learner.cells:
+            assert not any(s in cell.output for s in hidden)
+    assert stat.S_IMODE((room.room / "secrets.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(room.room.stat().st_mode) == 0o700
+
+
+def test_a_wrong_password_or_an_unknown_learner_is_refused(room):
+    password = room.secrets()["password"]
+    for name, given in (("learner-1", password + "x"), ("mallory", password)):
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            with pytest.raises(RuntimeError, match="login refused"):
+                _login(client, room.hub_url, name, given)
+    r = httpx.post(f"{room.hub_url}/hub/api/users/learner-1/tokens", trust_env=False,
+                   json={"auth": {"username": "learner-1", "password": "wrong"}})
+    assert r.status_code == 403
+
+
+def test_only_the_rooms_keys_open_the_shared_server(room):
+    from kit.server.keys import read_keys
+
+    keys = read_keys(room.room / "keys.json")
+    assert sorted(keys) == sorted(NAMES)
+    assert all(k.models == ("smollm2:135m",) and not k.revoked for k in keys.values())
+    key = room.secrets()["keys"]["learner-1"]
+    ok = httpx.get(room.kit_url + "/v1/models", trust_env=False,
+                   headers={"Authorization": f"Bearer {key}"})
+    assert ok.status_code == 200
+    assert httpx.get(room.kit_url + "/v1/models", trust_env=False).status_code == 401
+    wrong = httpx.get(room.kit_url + "/v1/models", trust_env=False,
+                      headers={"Authorization": "Bearer not-a-key-of-this-room"})
+    assert wrong.status_code == 401
+
+
+def test_another_process_finds_the_running_room(room):
+    found = open_room(room.room)
+    assert (found.hub_url, found.kit_url, found.learners) == \
+        (room.hub_url, room.kit_url, room.learners)
+    done = subprocess.run([sys.executable, "-m", "kit", "hub", "stop", "--dir",
+                           str(room.room / "nowhere")], capture_output=True, text=True)
+    assert done.returncode == 1 and "No JupyterHub room is running" in done.stderr
+
+
+def test_stopping_the_room_leaves_no_process_and_frees_the_ports(room, report):
+    hub_port = int(room.hub_url.rsplit(":", 1)[1])
+    kit_port = int(room.kit_url.rsplit(":", 1)[1])
+    assert len(room_processes(room.marker)) >= 2  # the hub and its proxy at least
+    room.stop()
+    assert room_processes(room.marker) == []
+    assert room.hub.poll() is not None and not room.server.running
+    for port in (hub_port, kit_port):
+        assert not [c for c in psutil.net_connections("tcp")
+                    if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert not (room.room / "room.json").exists()
+    room.stop()  # twice is fine
+
+
+# ---- the parts, without a hub ---------------------------------------------------
+
+def test_core_cells_are_notebook_01s_own_with_the_remote_engine():
+    cells = dict(core_cells())
+    assert list(cells) == list(CORE_CELLS)
+    assert 'kit.load(engine="remote")' in cells["01-002"]
+    assert "model.tokenize(" in cells["01-005"]
+    with pytest.raises(ValueError, match="CORE_CELLS"):
+        core_cells(["01-002", "no-such-cell"])
+
+
+def test_learner_names_are_checked():
+    assert hub_config.check_learners(["Ana", "ben", "ana"]) == ["ana", "ben"]
+    for bad in (["ana smith"], ["../x"], ["-x"], []):
+        with pytest.raises(BadParameter):
+            hub_config.check_learners(bad)
+
+
+def test_without_npm_the_message_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no node, no npm
+    with pytest.raises(NpmMissing, match="sudo apt-get install nodejs npm"):
+        hub_config.install_proxy(tmp_path / "cache")
+
+
+def test_no_room_running_is_said_plainly(tmp_path):
+    with pytest.raises(HubNotRunning, match="kit hub"):
+        open_room(tmp_path)
+
+
+@needs_npm
+def test_the_config_is_what_jupyterhub_reads(tmp_path):
+    pytest.importorskip("jupyterhub")
+    config = hub_config.write_config(tmp_path, ["ana", "ben"], "http://127.0.0.1:9",
+                                     port=8123, marker="m-1")
+    from traitlets.config import PyFileConfigLoader
+
+    c = PyFileConfigLoader(config.name, str(tmp_path)).load_config()
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8123"
+    assert c.Authenticator.allowed_users == {"ana", "ben"}
+    assert c.JupyterHub.spawner_class == "simple"
+    env = c.Spawner.environment
+    assert env["KIT_REMOTE_URL"] == "http://127.0.0.1:9" and env["KIT_HUB_ROOM"] == "m-1"
+
+    class Spawner:  # what JupyterHub passes to a callable in the environment
+        class user:
+            name = "ben"
+
+    assert env["KIT_REMOTE_API_KEY"](Spawner) == hub_config.read_secrets(tmp_path)["keys"]["ben"]
+    assert (os.geteuid() == 0) == ("--allow-root" in c.Spawner.args)
