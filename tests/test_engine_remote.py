@@ -95,6 +95,17 @@ def test_completion_matches_and_reports_length(remote, local):
     assert stream.stats.stop_reason == "length" and stream.stats.generated_tokens == 12
 
 
+def test_probabilities_from_llama_cpps_own_server(remote):
+    stream = remote.generate("The capital of France is", max_tokens=8, logprobs=True,
+                             top_logprobs=2, **GREEDY)
+    text = stream.text  # the stream runs now; its probabilities come with it
+    tokens = stream.logprobs
+    assert text and tokens, stream.stats.notices
+    assert "".join(t.text for t in tokens) == stream.text
+    assert all(t.logprob <= 0 and 0 < t.prob <= 1 for t in tokens)
+    assert all(1 <= len(t.top) <= 2 for t in tokens)
+
+
 def test_seed_is_sent(remote):
     kw = dict(temperature=1.0, max_tokens=16)
     a = remote.generate("My favourite animal is", seed=7, **kw).text

@@ -118,9 +118,27 @@ def test_out_of_range_top_logprobs_is_a_clear_400(oai, oll):
         oll.chat(model=MODEL, messages=FRANCE, logprobs=True, top_logprobs=99)
 
 
-def test_the_remote_engine_says_where_probabilities_are(server):
-    remote = load(MODEL, engine="remote", base_url=server.openai_url)
-    with pytest.raises(NoProbabilities, match="llama.cpp engine"):
-        remote.generate("Hi", logprobs=True)
-    with pytest.raises(NoProbabilities, match="remote"):
+@pytest.mark.parametrize("kind", ["chat", "generate"])
+def test_the_remote_engine_brings_the_servers_probabilities(server, engine, kind):
+    remote = load(MODEL, engine="remote", base_url=server.openai_url, quiet=True)
+    kw = dict(max_tokens=10, temperature=0, seed=1, repeat_penalty=1.0,
+              logprobs=True, top_logprobs=3)
+    ask = (lambda m: m.chat(FRANCE, **kw)) if kind == "chat" else (
+        lambda m: m.generate("The capital of France is", **kw))
+    near, far = ask(engine), ask(remote)
+    assert far.text == near.text and far.logprobs and not far.stats.notices
+    assert [t.text for t in far.logprobs] == [t.text for t in near.logprobs]
+    for a, b in zip(far.logprobs, near.logprobs):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-3)
+        assert [c.text for c in a.top] == [c.text for c in b.top] and len(a.top) == 3
+        assert math.isclose(a.prob, math.exp(a.logprob))
+
+
+def test_the_remote_engine_checks_the_count_and_has_no_next_tokens(server):
+    from kit.errors import BadParameter
+
+    remote = load(MODEL, engine="remote", base_url=server.openai_url, quiet=True)
+    with pytest.raises(BadParameter, match="0 to 20"):
+        remote.generate("Hi", logprobs=True, top_logprobs=21)
+    with pytest.raises(NoProbabilities, match="logprobs=True"):
         remote.next_tokens("Hi")

@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 import time
 
-from kit.engines.base import (Clock, Engine, Sampling, StopScanner, Stream, halt_reason,
-                              refuse_logprobs)
+from kit.engines.base import Clock, Engine, Sampling, StopScanner, Stream, halt_reason
 from kit.errors import RemoteError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -40,7 +39,7 @@ BAD_ANSWER = (
 FINISH = {"stop": "eos", "length": "length", "eos": "eos"}
 # What OpenAI's client sends as named arguments; the rest goes in extra_body.
 OPENAI_FIELDS = ("model", "prompt", "messages", "stream", "max_tokens", "temperature",
-                 "top_p", "seed", "stop", "stream_options")
+                 "top_p", "seed", "stop", "stream_options", "logprobs", "top_logprobs")
 
 
 def _normalize(url: str) -> str:
@@ -182,11 +181,21 @@ class RemoteEngine(Engine):
 
         return embed_remote(self, texts, **options)
 
+    def next_tokens(self, text_or_messages, k: int = 10):
+        from kit.errors import NoProbabilities
+
+        raise NoProbabilities(
+            "A server reports probabilities only for the tokens it writes: ask "
+            "generate() or chat() with logprobs=True, top_logprobs=5 for each "
+            "written token and its 5 likeliest alternatives. The whole table of next "
+            "tokens needs the model here: kit.load(name) (the llama.cpp engine).")
+
     # -- generation -----------------------------------------------------------
     def generate(self, prompt, sampling=None, **kw) -> Stream:
-        refuse_logprobs(self, kw)
+        top = _probs_asked(kw)  # the server's token probabilities, if asked
         s = Sampling.make(sampling, **kw)
-        return Stream(lambda st: self._run("/v1/completions", {"prompt": prompt}, s, st))
+        extra = {"prompt": prompt} | ({} if top is None else {"logprobs": top})
+        return Stream(lambda st: self._run("/v1/completions", extra, s, st, top))
 
     def chat(self, messages, sampling=None, tools=None, tool_choice="auto",
              **kw) -> Stream:
@@ -194,10 +203,12 @@ class RemoteEngine(Engine):
             from kit.engines.tool_calls import tool_chat
 
             return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
-        refuse_logprobs(self, kw)
+        top = _probs_asked(kw)
         s = Sampling.make(sampling, **kw)
         body = {"messages": [dict(m) for m in messages]}
-        return Stream(lambda st: self._run("/v1/chat/completions", body, s, st))
+        if top is not None:
+            body |= {"logprobs": True, "top_logprobs": top}
+        return Stream(lambda st: self._run("/v1/chat/completions", body, s, st, top))
 
     def _body(self, extra: dict, s: Sampling) -> dict:
         body = {"model": self.name, "stream": True, "max_tokens": s.max_tokens,
@@ -236,10 +247,12 @@ class RemoteEngine(Engine):
             **known, extra_body=body,
             extra_headers={} if self._key else {"Authorization": openai.omit})
 
-    def _run(self, path: str, extra: dict, s: Sampling, stream: Stream):
+    def _run(self, path: str, extra: dict, s: Sampling, stream: Stream, top=None):
         import openai
 
         st = stream.stats
+        if top is not None:
+            stream.logprobs = []
         scanner = StopScanner(s.stop)  # servers differ on stop strings: check too
         clock = Clock()
         chunks, usage, reason, seen = 0, None, "length", False
@@ -254,6 +267,9 @@ class RemoteEngine(Engine):
                     seen = True
                     usage = getattr(event, "usage", None) or usage
                     for choice in choices:
+                        if top is not None:  # before the text: Stream pairs them
+                            stream.logprobs += _token_probs(getattr(choice, "logprobs",
+                                                                    None))
                         piece = getattr(choice, "text", None)
                         if piece is None:
                             piece = getattr(getattr(choice, "delta", None), "content",
@@ -284,6 +300,9 @@ class RemoteEngine(Engine):
         tail = scanner.flush() if not scanner.hit else ""
         if tail:
             yield tail
+        if top is not None and not stream.logprobs:
+            st.notices.append("The server sent no token probabilities (it may not "
+                              "support logprobs).")
         done = getattr(usage, "completion_tokens", None)
         if isinstance(done, int):
             st.generated_tokens = done
@@ -293,6 +312,58 @@ class RemoteEngine(Engine):
             st.notices.append("The server sent no token counts; each streamed "
                               "piece was counted as one token.")
         clock.finish(st, reason, st.prompt_tokens)
+
+
+def _probs_asked(kw: dict) -> int | None:
+    """None, or how many alternatives per token (logprobs=/top_logprobs=)."""
+    want, top = kw.pop("logprobs", None), kw.pop("top_logprobs", None)
+    if not want and not top:
+        return None
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int)
+                            or not 0 <= top <= 20):
+        from kit.errors import BadParameter
+
+        raise BadParameter("top_logprobs", top, "a whole number from 0 to 20 "
+                           "(what OpenAI-compatible servers accept)")
+    return top or 0
+
+
+def _token_probs(lp) -> list:
+    """kit.probs.TokenProb from an event's logprobs, in either OpenAI shape
+    (chat: content=[{token, logprob, bytes, top_logprobs}]; completions:
+    tokens, token_logprobs, top_logprobs=[{text: logprob}]). Token ids are
+    the server's own business: -1 here."""
+    import math
+
+    from kit.probs import Candidate, TokenProb
+
+    def as_dict(x):
+        return x if isinstance(x, dict) else (x.model_dump() if hasattr(x, "model_dump")
+                                              else dict(getattr(x, "__dict__", {})))
+
+    def cand(e) -> Candidate:
+        e = as_dict(e)
+        text, lp_ = e.get("token") or "", float(e.get("logprob") or 0.0)
+        raw = bytes(e.get("bytes") or b"") or text.encode("utf-8")
+        return Candidate(text, -1, math.exp(lp_), lp_, raw)
+
+    if lp is None:
+        return []
+    lp = as_dict(lp)
+    if lp.get("content") is not None:  # chat
+        return [TokenProb(**vars(cand(e)), top=[cand(t) for t in
+                                                 (as_dict(e).get("top_logprobs") or [])])
+                for e in lp["content"]]
+    out = []
+    tops = lp.get("top_logprobs") or []
+    for i, (text, value) in enumerate(zip(lp.get("tokens") or [],
+                                          lp.get("token_logprobs") or [])):
+        alts = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+        out.append(TokenProb(text, -1, math.exp(value or 0.0), float(value or 0.0),
+                             text.encode("utf-8"),
+                             [Candidate(t, -1, math.exp(v), v, t.encode("utf-8"))
+                              for t, v in alts.items()]))
+    return out
 
 
 def _check_events(body: bytes, bad) -> None:
