@@ -246,7 +246,7 @@ def run_bench(models=None, threads=None, gpu_layers=(0,), n_prompt: int = 128,
                 before = set(_LOADED)
                 engine = load(str(ref.path), engine="llamacpp", quiet=True,
                               n_ctx=max(n_prompt + n_gen, 64), n_threads=t,
-                              n_gpu_layers=g)
+                              n_gpu_layers=g, adapt_threads=False)  # exactly t
                 try:
                     results = {k: measure(engine, k, n, reps, seed) for k, n in tests}
                 finally:

@@ -65,10 +65,10 @@ class ThreadGovernor:
 
     def adjust(self) -> int:
         """Measure, and apply a new thread count if the free cores changed."""
+        if time.monotonic() - self._last[0] < INTERVAL_S:
+            return self.threads  # keep the window open until it is long enough
         now = _sample()
         wall = now[0] - self._last[0]
-        if wall < INTERVAL_S:  # keep the window open until it is long enough
-            return self.threads
         others = max(0.0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / wall
         self._last, self.others = now, others
         threads = self.choose(others)
