@@ -6,7 +6,7 @@ two sides, so a busy machine slows both alike. Targets: tokens/s through the
 server for one client >= 0.9 of the in-process engine; time to first streamed
 byte < 0.5 s. Aggregate tokens/s for 4 clients at once is printed beside them.
 
-A room (`--room`): 8 streaming clients at once against one, on a server
+A room (`--room`, with `--model NAME` for another model than the starter): 8 streaming clients at once against one, on a server
 answering 8 at once in one batch (`--parallel 8`) and, side by side, on one
 answering one at a time (`--parallel 1`): aggregate tokens/s (target >= 3x one
 client) and time to first byte p90 (target < 2 s); then 30 clients at once
@@ -25,6 +25,7 @@ import httpx
 import kit
 from kit.server import start
 
+MODEL = "smollm2:135m"  # --model changes it for the room figures
 PROMPT = "Once upon a time, in a lighthouse by the sea, there lived"
 N_TOKENS, N_CTX, REPS = 128, 2048, 5
 GREEDY = dict(temperature=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1)
@@ -40,7 +41,7 @@ def engine_tps(model) -> float:
 
 def server_stream(url: str, max_tokens: int = N_TOKENS, prompt: str = PROMPT):
     """(tokens/s between first and last token, tokens, time to first byte)."""
-    body = {"model": "smollm2:135m", "prompt": prompt, "max_tokens": max_tokens,
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens,
             "stream": True, "stream_options": {"include_usage": True}, **GREEDY}
     t0 = time.perf_counter()
     t_byte = t_first = t_last = None
@@ -119,7 +120,7 @@ def room(threads: int) -> None:
     """8 clients against 1, batched and one at a time; then 30 at once."""
     rows = []
     for parallel in (8, 1):
-        with start(["smollm2:135m"], n_ctx=N_CTX, n_threads=threads, quiet=True,
+        with start([MODEL], n_ctx=N_CTX, n_threads=threads, quiet=True,
                    parallel=parallel, max_queue=30) as srv:
             server_stream(srv.url, 8)  # load the model
             one_tps, _, one_ttfb, _ = crowd(srv.url, 1)
@@ -137,7 +138,7 @@ def room(threads: int) -> None:
                           answered30, "30"),
                          ("  refused of 30", refused30, "0"),
                          ("  first byte p90 of 30 (s)", p90_30, "")]
-    print(f"\nA room: smollm2:135m, {threads} threads, {N_TOKENS} tokens each "
+    print(f"\nA room: {MODEL}, {threads} threads, {N_TOKENS} tokens each "
           "(32 for the 30); figures from one run on a shared machine")
     print(f"{'figure':<50} {'value':>9}  target")
     for name, value, target in rows:
@@ -150,7 +151,11 @@ def main() -> None:
                     help="llama.cpp threads on both sides (default: the kit's)")
     ap.add_argument("--room", action="store_true",
                     help="only the room figures: 8 and 30 clients at once")
+    ap.add_argument("--model", default=MODEL,
+                    help="the model for the room figures (e.g. qwen2.5-coder:1.5b, "
+                         "whose answers read the memory more than they compute)")
     a = ap.parse_args()
+    globals()["MODEL"] = a.model
     from kit.settings import get_settings
 
     threads = a.threads or get_settings().n_threads

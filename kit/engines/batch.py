@@ -2,10 +2,15 @@
 
 llama.cpp's context holds a KV cache for several sequences; one call to
 `llama_decode` reads a batch whose tokens each name their sequence. One step
-advances every running answer by a token, so eight learners cost little more
-than one on a CPU, whose time goes to reading the weights, not to arithmetic.
+advances every running answer by a token.
 A sequence joins at the next step and leaves (its KV cells cleared) when it
 ends; each has its own sampler chain, seed and stop strings.
+
+What it gains depends on what limits the processor. Where a step waits on
+memory (a large model, many cores, a GPU), eight answers cost little more
+than one. Where the arithmetic is the limit (two cores), eight answers cost
+nearly eight times one, and batching gains fairness instead: every answer
+starts within a step or two rather than after everyone ahead of it.
 
 >>> model = Batched(load("smollm2:135m"), n_seq=4)    # kit.engines.load
 >>> model.chat(messages, temperature=0).text          # as model.chat would
