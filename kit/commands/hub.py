@@ -69,6 +69,9 @@ def cmd_start(a) -> int:
               flush=True)
         while room.hub.poll() is None and room.server.running:
             time.sleep(1)
+        if not (room.room / "room.json").exists():  # `kit hub stop` elsewhere
+            print("The room was stopped (kit hub stop).")
+            return 0
         print("The hub or the kit server stopped; see", room.hub_log)
         return 1
     except KeyboardInterrupt:
