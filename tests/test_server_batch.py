@@ -120,6 +120,7 @@ def test_server_answers_together_as_alone(server, reference):
     assert streamed == reference[:3]
     loaded = status(server)["loaded"][0]
     assert loaded["parallel"] == 3 and loaded["answering"] == 0
+    assert 1 <= loaded["threads"] <= 2  # what llama.cpp uses now (fewer when busy)
 
 
 def test_full_queue_is_told_when_to_retry(server):

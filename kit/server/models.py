@@ -60,6 +60,13 @@ class Slot:
     def busy(self) -> bool:
         return self.active > 0
 
+    @property
+    def threads(self) -> int | None:
+        """llama.cpp threads in use now (fewer while other programs are busy)."""
+        runner = getattr(self.model, "runner", None)  # batched: its own context
+        gov = getattr(runner, "governor", None) or getattr(self.model, "governor", None)
+        return gov.threads if gov is not None else getattr(self.model, "n_threads", None)
+
 
 class Job:
     """One generation running in a worker thread, read from async code.
@@ -345,7 +352,8 @@ class ModelPool:
             "models": list(self.offered),
             "loaded": [{"name": s.name, "n_ctx": s.n_ctx, "busy": s.busy,
                         "waiting": s.waiting, "bytes": s.bytes_needed,
-                        "parallel": s.parallel, "answering": s.active}
+                        "parallel": s.parallel, "answering": s.active,
+                        "threads": s.threads}
                        for s in self.loaded()],
             "memory_budget": self.memory_budget,
             "max_queue": self.max_queue,
