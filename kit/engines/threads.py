@@ -24,8 +24,6 @@ import sys
 import time
 from contextlib import contextmanager
 
-import psutil
-
 # Look again at most this often (seconds): the kernel counts CPU time in
 # ticks of 10 ms, so shorter windows only measure noise.
 INTERVAL_S = 0.25
@@ -33,6 +31,8 @@ INTERVAL_S = 0.25
 
 def _busy_seconds() -> float:
     """CPU seconds every program on the machine has used (all cores)."""
+    import psutil
+
     t = psutil.cpu_times()  # (steal is the hypervisor's; guest is inside user)
     return t.user + t.system + sum(getattr(t, k, 0.0) for k in ("nice", "irq", "softirq"))
 
