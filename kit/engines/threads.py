@@ -48,15 +48,19 @@ class ThreadGovernor:
 
     set_threads(n): the call that applies a choice (the engine's).
     cores: the CPUs this process may run on (default: its affinity).
+    sample(): (clock(), CPU seconds of all programs, CPU seconds of this
+    process); the default reads the system's counters. clock(): seconds.
     """
 
-    def __init__(self, set_threads, most: int, cores: int | None = None):
+    def __init__(self, set_threads, most: int, cores: int | None = None, sample=None,
+                 clock=time.monotonic):
         self.set_threads, self.most = set_threads, max(1, most)
+        self._sample, self._clock = sample or _sample, clock
         self.cores = cores or _usable_cpus()
         self.threads = self.most
         self.others = 0.0  # cores the other programs used, last window
         self.changes = 0  # how often the choice changed (notebook 04 shows it)
-        self._last = _sample()  # the first window opens now
+        self._last = self._sample()  # the first window opens now
 
     def choose(self, others: float) -> int:
         """The thread count for `others` cores in use by other programs."""
@@ -65,9 +69,9 @@ class ThreadGovernor:
 
     def adjust(self) -> int:
         """Measure, and apply a new thread count if the free cores changed."""
-        if time.monotonic() - self._last[0] < INTERVAL_S:
+        if self._clock() - self._last[0] < INTERVAL_S:
             return self.threads  # keep the window open until it is long enough
-        now = _sample()
+        now = self._sample()
         wall = now[0] - self._last[0]
         others = max(0.0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / wall
         self._last, self.others = now, others
