@@ -176,6 +176,35 @@ def test_stopping_the_room_leaves_no_process_and_frees_the_ports(room, report):
     room.stop()  # twice is fine
 
 
+# ---- beyond one machine: learners on another kind of server ---------------------
+
+def test_learners_can_use_llama_cpps_own_server_with_its_key(tmp_path):
+    """As with a GPU server (docs/classroom.md B): llama-cpp-python's server
+    stands in for llama.cpp's or vLLM, with an API key of its own."""
+    pytest.importorskip("jupyterhub")
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("node and npm are needed for JupyterHub's proxy")
+    from kit.engines.llama_server import LlamaServer
+
+    key = "gpu-server-key-0123456789"
+    outside = LlamaServer("smollm2:135m")
+    outside.cmd += ["--api_key", key]
+    with outside, start_room(["ana", "ben"], room=tmp_path / "room", port=0,
+                             server_url=outside.url, server_key=key,
+                             quiet=True) as room:
+        assert room.server is None and room.kit_url == outside.url
+        assert httpx.get(outside.url + "/v1/models", trust_env=False).status_code == 401
+        cells = [c for c in core_cells() if c[0] in ("01-002", "01-005", "01-017")]
+        report = check_room(room, cells=cells, timeout=300)
+        assert report.cells_ok == report.cells_total == 6, format_report(report)
+        for learner in report.learners:
+            out = {c.cell_id: c.output for c in learner.cells}
+            assert outside.url in out["01-002"] and out["01-017"].strip()
+        assert key not in room.hub_log.read_text(errors="replace")
+        marker = room.marker
+    assert room_processes(marker) == []
+
+
 # ---- the parts, without a hub ---------------------------------------------------
 
 def test_core_cells_are_notebook_01s_own_with_the_remote_engine():

@@ -5,6 +5,8 @@
     kit hub start --host 0.0.0.0            the room reaches it (default: this computer only)
     kit hub check --users 10                10 learners log in and run notebook 01 at once
     kit hub stop                            stop a room started in another terminal
+    kit hub start --server-url http://10.0.0.5:8080 --server-key-env GPU_KEY
+                                            learners use a GPU server instead
 
 Learners open http://HOST:8001, log in with their name and the room's password
 (in ROOM/secrets.json, never printed), and their notebooks use the shared server:
@@ -35,6 +37,11 @@ def register(sub) -> None:
     start.add_argument("--threads", type=int, help="the kit server's threads")
     start.add_argument("--parallel", type=int, metavar="N",
                        help="answers the kit server gives at once (its --parallel)")
+    start.add_argument("--server-url", metavar="URL",
+                       help="learners use this OpenAI-compatible server (llama.cpp's or "
+                       "vLLM on a GPU machine) instead of a kit serve started here")
+    start.add_argument("--server-key-env", metavar="VAR",
+                       help="environment variable holding that server's API key")
     start.add_argument("--check", type=int, default=0, metavar="N",
                        help="once started, N learners run notebook 01 at once; report, stop")
     start.set_defaults(func=cmd_start)
@@ -60,14 +67,18 @@ def cmd_start(a) -> int:
 
     from kit.room.hub import start_room
 
+    import os
+
+    key = os.environ.get(a.server_key_env, "") if a.server_key_env else None
     room = start_room(learner_names(a.users, a.learners), model=a.model, host=a.host,
-                      port=a.port, room=a.dir, n_threads=a.threads, parallel=a.parallel)
+                      port=a.port, room=a.dir, n_threads=a.threads, parallel=a.parallel,
+                      server_url=a.server_url, server_key=key)
     try:
         if a.check:
             return _report(room, a.check)
         print(f"Learners: {', '.join(room.learners)}. Stop the room with Ctrl-C.",
               flush=True)
-        while room.hub.poll() is None and room.server.running:
+        while room.hub.poll() is None and (room.server is None or room.server.running):
             time.sleep(1)
         if not (room.room / "room.json").exists():  # `kit hub stop` elsewhere
             print("The room was stopped (kit hub stop).")

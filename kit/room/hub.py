@@ -105,7 +105,7 @@ class Room:
         """Stop it from another process: the hub, what is left, the kit server."""
         import psutil
 
-        for pid in (self.hub_pid, self.server_pid):
+        for pid in filter(None, (self.hub_pid, self.server_pid)):  # 0: no kit server
             try:
                 proc = psutil.Process(pid)
                 proc.terminate()
@@ -154,7 +154,8 @@ class RunningRoom(Room):
                 pass
         stop_process(self.hub, 5)
         sweep(self.marker)
-        self.server.stop()
+        if self.server is not None:
+            self.server.stop()
         (self.room / "room.json").unlink(missing_ok=True)
 
     def __enter__(self):
@@ -167,11 +168,15 @@ class RunningRoom(Room):
 def start_room(learners, *, model: str = "smollm2:135m", room: Path | None = None,
                host: str = "127.0.0.1", port: int = DEFAULT_PORT, n_threads: int | None = None,
                max_queue: int = 40, parallel: int | None = None, timeout: float = 120.0,
+               server_url: str | None = None, server_key: str | None = None,
                quiet: bool = False) -> RunningRoom:
-    """Start one `kit serve` and a JupyterHub whose learners use it; return once both answer."""
+    """Start one `kit serve` and a JupyterHub whose learners use it; return once both answer.
+
+    server_url: learners use this OpenAI-compatible server instead (llama.cpp's
+    or vLLM on a GPU machine, docs/classroom.md B), all with server_key.
+    """
     import importlib.util
 
-    from kit.server import start
     from kit.settings import get_settings
 
     if importlib.util.find_spec("jupyterhub") is None:
@@ -183,21 +188,13 @@ def start_room(learners, *, model: str = "smollm2:135m", room: Path | None = Non
     proxy = install_proxy(quiet=quiet)
     port = port or free_port(host)
     hub_url, kit_port, marker = f"http://{host}:{port}", free_port(), new_marker(room)
-    kit_url = f"http://127.0.0.1:{kit_port}"
+    kit_url = server_url.rstrip("/") if server_url else f"http://127.0.0.1:{kit_port}"
     config = write_config(room, learners, kit_url, host=host, port=port, proxy=proxy,
-                          marker=marker, models=[model])
-    # The learners' keys are in this room's key file, which the server reads.
-    saved = os.environ.get("KIT_KEYS")
-    os.environ["KIT_KEYS"] = str(room / "keys.json")
-    try:
-        server = start([model], port=kit_port, api_key=read_secrets(room)["server_key"],
-                       n_threads=n_threads, max_queue=max_queue, parallel=parallel,
-                       quiet=True, timeout=timeout)
-    finally:
-        if saved is None:
-            os.environ.pop("KIT_KEYS", None)
-        else:
-            os.environ["KIT_KEYS"] = saved
+                          marker=marker, models=[model],
+                          shared_key=(server_key or "") if server_url else None)
+    server = None if server_url else _start_server(room, model, kit_port, n_threads=n_threads,
+                                                   max_queue=max_queue, parallel=parallel,
+                                                   timeout=timeout)
     try:
         with open(room / "hub.log", "ab") as log:
             hub = subprocess.Popen(
@@ -205,10 +202,11 @@ def start_room(learners, *, model: str = "smollm2:135m", room: Path | None = Non
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, MARKER: marker}, start_new_session=True)
     except BaseException:
-        server.stop()
+        if server:
+            server.stop()
         raise
-    out = RunningRoom(room, hub_url, server.url, learners, marker, hub.pid,
-                      server.proc.pid, hub=hub, server=server)
+    out = RunningRoom(room, hub_url, kit_url, learners, marker, hub.pid,
+                      server.proc.pid if server else 0, hub=hub, server=server)
     state = wait_until_ready(hub, lambda: hub_version(hub_url) is not None, timeout)
     if state != "ready":
         out.stop()
@@ -216,8 +214,23 @@ def start_room(learners, *, model: str = "smollm2:135m", room: Path | None = Non
         raise HubStartFailed(what="JupyterHub", detail=" | ".join(tail) or state)
     out.save()
     if not quiet:
-        print(f"JupyterHub for {len(learners)} learners on {hub_url} (kit server "
-              f"{server.url}, model {model}); the room's password is in "
+        print(f"JupyterHub for {len(learners)} learners on {hub_url} (their model "
+              f"server: {kit_url}); the room's password is in "
               f"{out.password_file} (not printed here).", flush=True)
     return out
 
+
+def _start_server(room: Path, model: str, port: int, **options):
+    """The room's one `kit serve`, reading the learners' keys from the room's key file."""
+    from kit.server import start
+
+    saved = os.environ.get("KIT_KEYS")
+    os.environ["KIT_KEYS"] = str(room / "keys.json")  # the server process reads it
+    try:
+        return start([model], port=port, api_key=read_secrets(room)["server_key"],
+                     quiet=True, **options)
+    finally:
+        if saved is None:
+            os.environ.pop("KIT_KEYS", None)
+        else:
+            os.environ["KIT_KEYS"] = saved

@@ -120,8 +120,9 @@ class MemorySampler:
                     kernels[user] = kernels.get(user, 0) + rss
             else:
                 hub += rss
-        try:
-            server = psutil.Process(self.server_pid).memory_info().rss
+        try:  # server_pid 0: the learners use a server on another machine
+            server = psutil.Process(self.server_pid).memory_info().rss \
+                if self.server_pid else 0
         except psutil.Error:
             server = 0
         for user, rss in users.items():
@@ -293,9 +294,10 @@ def check_room(room, users: int | None = None, cells=None,
     for r in report.learners:
         r.peak_rss = memory.peak_user.get(r.name, 0)
         r.peak_kernel_rss = memory.peak_kernel.get(r.name, 0)
-    status = httpx.get(room.kit_url + "/kit/status", timeout=30, trust_env=False,
-                       headers={"Authorization": f"Bearer {secrets['server_key']}"})
-    report.usage = status.json().get("usage", {})
+    if room.server_pid:  # a kit server counts each learner's requests
+        status = httpx.get(room.kit_url + "/kit/status", timeout=30, trust_env=False,
+                           headers={"Authorization": f"Bearer {secrets['server_key']}"})
+        report.usage = status.json().get("usage", {})
     return report
 
 

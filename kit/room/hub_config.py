@@ -149,10 +149,13 @@ c.Spawner.pre_spawn_hook = copy_notebooks
 
 def write_config(room: Path, learners, kit_url: str, *, host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, proxy: Path | str = PROXY,
-                 spawn_timeout: int = 300, marker: str = "", models=()) -> Path:
+                 spawn_timeout: int = 300, marker: str = "", models=(),
+                 shared_key: str | None = None) -> Path:
     """The room folder's jupyterhub_config.py and secrets.json; returns the config.
 
-    models: what the learners' keys may use (empty: all the server offers).
+    models: what the learners' keys may use (empty: all the server offers);
+    shared_key: a server of another kind (llama.cpp's, vLLM): every learner
+    gets this one key ("" for none) instead of a room key of their own.
     """
     from kit.server.keys import add_key
     from kit.util import notebooks_dir
@@ -162,7 +165,10 @@ def write_config(room: Path, learners, kit_url: str, *, host: str = "127.0.0.1",
     (room / "homes").mkdir(parents=True, exist_ok=True)
     keys_path = room / "keys.json"  # this room's keys only, made afresh
     keys_path.unlink(missing_ok=True)
-    keys = {name: add_key(name, models=models, path=keys_path) for name in learners}
+    if shared_key is None:
+        keys = {name: add_key(name, models=models, path=keys_path) for name in learners}
+    else:
+        keys = dict.fromkeys(learners, shared_key)
     old = read_secrets(room)
     _secret_file(room / "secrets.json", {
         "password": old.get("password") or secrets.token_urlsafe(9),
