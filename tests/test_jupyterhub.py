@@ -22,7 +22,7 @@ from kit.errors import BadParameter, HubNotRunning, NpmMissing
 from kit.room import hub_config
 from kit.room.hub import open_room, room_processes, start_room
 from kit.room.hub_check import (CORE_CELLS, _login, check_room, core_cells,
-                                format_report)
+                                format_report, run_learner)
 
 USERS = 10  # as the benchmark (benchmarks/jupyterhub.py): 10 learners at once
 NAMES = [f"learner-{i}" for i in range(1, USERS + 1)]
@@ -153,6 +153,18 @@ def test_only_the_rooms_keys_open_the_shared_server(room):
     assert wrong.status_code == 401
 
 
+def test_a_failing_cell_is_reported_not_missed(room, report):
+    import time
+
+    cells = [("fine", "print(6 * 7)"), ("boom", "raise ValueError('boom')"),
+             ("never", "print('not reached')")]
+    result = run_learner(room.hub_url, "learner-1", room.secrets()["password"], cells,
+                         deadline=time.monotonic() + 120)
+    assert result.problem == ""
+    assert [(c.cell_id, c.status) for c in result.cells] == [("fine", "ok"), ("boom", "error")]
+    assert result.cells[0].output == "42\n" and result.cells[1].error == "ValueError: boom"
+
+
 def test_another_process_finds_the_running_room(room):
     found = open_room(room.room)
     assert (found.hub_url, found.kit_url, found.learners) == \
@@ -188,7 +200,9 @@ def test_learners_can_use_llama_cpps_own_server_with_its_key(tmp_path):
 
     key = "gpu-server-key-0123456789"
     outside = LlamaServer("smollm2:135m")
-    outside.cmd += ["--api_key", key]
+    # without --interrupt_requests False, llama-cpp-python's server cuts off the
+    # answer it is writing when another request arrives (found by this test)
+    outside.cmd += ["--api_key", key, "--interrupt_requests", "False"]
     with outside, start_room(["ana", "ben"], room=tmp_path / "room", port=0,
                              server_url=outside.url, server_key=key,
                              quiet=True) as room:

@@ -242,8 +242,11 @@ def run_learner(hub_url: str, name: str, password: str, cells, *, together=None,
                                  headers=auth)
             kernel.raise_for_status()
             kid, session = kernel.json()["id"], uuid.uuid4().hex
-            if together is not None:
-                together.wait(max(1.0, deadline - time.monotonic()))  # cells at once
+            if together is not None:  # everyone's cells start at the same moment
+                try:
+                    together.wait(max(1.0, deadline - time.monotonic()))
+                except threading.BrokenBarrierError:
+                    pass  # another learner failed: carry on alone
             ws = websocket.create_connection(
                 base.replace("http", "ws", 1) + f"api/kernels/{kid}/channels"
                 f"?session_id={session}", header=[f"Authorization: token {token}"],

@@ -50,8 +50,8 @@ def install_proxy(cache: Path | None = None, quiet: bool = False) -> Path:
     if not node or not npm:
         raise NpmMissing(missing="node" if not node else "npm")
     major = _node_major(node)
-    version = next(v for need, v in sorted(PROXY_VERSIONS.items(), reverse=True)
-                   if major >= need)
+    version = next((v for need, v in sorted(PROXY_VERSIONS.items(), reverse=True)
+                    if major >= need), PROXY_VERSIONS[10])
     prefix = (cache or proxy_cache()) / f"{PROXY}-{version}"
     command = prefix / "node_modules" / ".bin" / PROXY
     if command.exists():
