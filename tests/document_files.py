@@ -101,12 +101,17 @@ def pages_of(source: Path) -> list[str]:
     return source.read_text().rstrip("\n").split("\f")
 
 
+# the bundled files made from sources/<name>.txt
+BUNDLED = ("annual-report-2025.pdf", "local-history.docx", "research-guide.pdf",
+           "strategic-plan-2026-2030.pdf", "family-history-guide.docx",
+           "history-booklet-chapter-4.docx", "history-booklet-chapter-5.docx")
+
+
 def rebuild_bundled() -> None:
-    lib = DOCS / "library"
-    (lib / "annual-report-2025.pdf").write_bytes(
-        pdf_bytes(pages_of(DOCS / "sources" / "annual-report-2025.txt")))
-    (lib / "local-history.docx").write_bytes(
-        docx_bytes(pages_of(DOCS / "sources" / "local-history.txt")))
+    for name in BUNDLED:
+        path = DOCS / "library" / name
+        make = pdf_bytes if path.suffix == ".pdf" else docx_bytes
+        path.write_bytes(make(pages_of(DOCS / "sources" / f"{path.stem}.txt")))
 
 
 if __name__ == "__main__":

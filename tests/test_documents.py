@@ -374,9 +374,10 @@ def test_a_capable_model_cites_its_sources(small_folder, tmp_path, embedding_mod
 
 def test_bundled_questions_point_at_text_that_is_there():
     docs, skipped = read_folder(bundled_folder())
-    assert skipped == [] and len(docs) == 11
+    assert skipped == [] and len(docs) == 28
+    assert 90_000 <= sum(d.characters for d in docs) <= 110_000  # ~36-44 pages
     questions = load_questions()
-    assert len(questions) >= 15
+    assert len(questions) >= 50 and {q.file for q in questions} == {d.name for d in docs}
     by = {d.name: d for d in docs}
     for q in questions:  # the evidence phrase is on the stated page, and only there
         chunks = chunk_document(by[q.file])
@@ -390,26 +391,36 @@ def test_bundled_questions_point_at_text_that_is_there():
         load_questions(bundled_folder() / "borrowing.md")
 
 
-def test_hit_rate_on_the_bundled_documents(tmp_path, embedding_model_path):
-    index = index_folder(bundled_folder(), progress=False, home=tmp_path / "ix")
+def test_hit_rate_on_the_bundled_documents(embedding_model_path):
+    # in the run's KIT_HOME (conftest): notebook 08, run in the same session,
+    # then finds the bundled set indexed and embeds nothing again
+    index = index_folder(bundled_folder(), progress=False)
     assert index.report.files and not index.report.skipped
     by_meaning = hit_rate(index, k=3)
     by_keywords = hit_rate(index, k=3, method="bm25")
     assert len(by_meaning.ranks) == len(load_questions())
-    # measured: 25 of 26 by meaning, 22 of 26 by keywords (see benchmarks/documents.py)
-    assert by_meaning.rate >= 0.9 and by_keywords.rate >= 0.75
+    # measured: 43 of 58 by meaning, 40 of 58 by keywords (see benchmarks/documents.py)
+    assert by_meaning.rate >= 0.65 and by_keywords.rate >= 0.6
+    # each method finds answers the other misses: the lesson's comparison
     missed = {q.question for q in by_keywords.misses()}
     assert "Can I bring my dog into the library?" in missed  # "service animals"
+    assert "Can I bring my dog into the library?" not in {q.question for q in by_meaning.misses()}
+    chair = "Who is the chair of the library's board of trustees?"  # a name, "(Chair)"
+    assert chair in {q.question for q in by_meaning.misses()} and chair not in missed
     assert by_meaning.at(1) <= by_meaning.at(3) == by_meaning.rate
 
 
 def test_the_bundled_pdf_and_docx_match_their_sources():
-    from document_files import DOCS, pages_of
+    from document_files import BUNDLED, DOCS, pages_of
 
-    for name, source in [("annual-report-2025.pdf", "annual-report-2025.txt"),
-                         ("local-history.docx", "local-history.txt")]:
-        doc = read_file(bundled_folder() / name)
-        expected = pages_of(DOCS / "sources" / source)
+    assert sorted(p.stem for p in (DOCS / "sources").glob("*.txt")) == \
+        sorted(name.rsplit(".", 1)[0] for name in BUNDLED)
+    for name in BUNDLED:
+        path = bundled_folder() / name
+        doc = read_file(path)
+        expected = pages_of(DOCS / "sources" / f"{path.stem}.txt")
+        make = pdf_bytes if path.suffix == ".pdf" else docx_bytes
+        assert path.read_bytes() == make(expected), f"{name}: run tests/document_files.py"
         assert [" ".join(p.split()) for p in doc.pages] == \
                [" ".join(p.split()) for p in expected], name
 

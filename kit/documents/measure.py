@@ -1,7 +1,7 @@
 """How often the right chunk comes back: hit rate @k on questions with known answers (notebook 08).
 
->>> questions = load_questions()                  # the bundled library's 26
->>> print(hit_rate(index, questions, k=3))        # 'embeddings: 25 of 26 (96%) ...'
+>>> questions = load_questions()                  # the bundled library's 58
+>>> print(hit_rate(index, questions, k=3))        # 'embeddings: 43 of 58 (74%) ...'
 
 A question counts as a hit when one of the top k chunks comes from the file
 (and page) that answers it and contains the phrase that holds the answer.
@@ -18,7 +18,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "documents"
 
 
 def bundled_folder() -> Path:
-    """The kit's library documents: eleven files, CC0 (see kit/data/documents/README.md)."""
+    """The kit's library documents: 28 files, CC0 (see kit/data/documents/README.md)."""
     return DATA / "library"
 
 
