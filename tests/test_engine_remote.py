@@ -106,6 +106,19 @@ def test_probabilities_from_llama_cpps_own_server(remote):
     assert all(1 <= len(t.top) <= 2 for t in tokens)
 
 
+def test_a_room_url_makes_the_server_the_default(server, monkeypatch, starter_path):
+    """kit hub sets KIT_REMOTE_URL for the learners: notebook 01's kit.load()
+    then reaches the room's server, unchanged; a model file stays local."""
+    monkeypatch.setenv("KIT_REMOTE_URL", server.url)
+    assert isinstance(load(quiet=True), RemoteEngine)
+    assert isinstance(load("smollm2:135m", quiet=True), RemoteEngine)
+    assert not isinstance(load(str(starter_path), n_ctx=256, quiet=True), RemoteEngine)
+    assert not isinstance(load("smollm2:135m", engine="llamacpp", n_ctx=256, quiet=True),
+                          RemoteEngine)
+    monkeypatch.delenv("KIT_REMOTE_URL")
+    assert not isinstance(load("smollm2:135m", n_ctx=256, quiet=True), RemoteEngine)
+
+
 def test_seed_is_sent(remote):
     kw = dict(temperature=1.0, max_tokens=16)
     a = remote.generate("My favourite animal is", seed=7, **kw).text
@@ -184,6 +197,25 @@ def test_garbage_instead_of_a_stream(garbage):
     with pytest.raises(RemoteError, match="no tokenizer endpoint"):
         model.tokenize("Hi")
     assert model.count_tokens("12345678") == 2  # the estimate: 4 characters
+
+
+def test_an_answer_cut_off_without_a_reason_says_so(garbage):
+    """llama-cpp-python's server, asked with interrupt_requests on, ends a
+    stream early without a finish_reason: not "reached max_tokens"."""
+    garbage.bodies["/v1/models"] = json.dumps({"data": [{"id": "m"}]}).encode()
+    chunk = {"id": "c", "object": "text_completion", "created": 0, "model": "m",
+             "choices": [{"index": 0, "text": "Once", "finish_reason": None}]}
+    garbage.bodies["/v1/completions"] = (b"data: " + json.dumps(chunk).encode()
+                                         + b"\n\ndata: [DONE]\n\n")
+    stream = RemoteEngine(base_url=url_of(garbage)).generate("Hi", max_tokens=50)
+    assert stream.text == "Once"
+    assert stream.stats.stop_reason == "cut" and "without saying why" in stream.stats.line()
+    chunk["choices"][0]["finish_reason"] = "length"
+    garbage.bodies["/v1/completions"] = (b"data: " + json.dumps(chunk).encode()
+                                         + b"\n\ndata: [DONE]\n\n")
+    stream = RemoteEngine(base_url=url_of(garbage)).generate("Hi", max_tokens=50)
+    stream.text
+    assert stream.stats.stop_reason == "length"
 
 
 def test_api_key_is_sent_but_never_shown(garbage):

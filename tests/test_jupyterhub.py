@@ -221,10 +221,10 @@ def test_learners_can_use_llama_cpps_own_server_with_its_key(tmp_path):
 
 # ---- the parts, without a hub ---------------------------------------------------
 
-def test_core_cells_are_notebook_01s_own_with_the_remote_engine():
+def test_core_cells_are_notebook_01s_own_unchanged():
     cells = dict(core_cells())
     assert list(cells) == list(CORE_CELLS)
-    assert 'kit.load(engine="remote")' in cells["01-002"]
+    assert "kit.load()" in cells["01-002"]  # the room's server through KIT_REMOTE_URL
     assert "model.tokenize(" in cells["01-005"]
     with pytest.raises(ValueError, match="CORE_CELLS"):
         core_cells(["01-002", "no-such-cell"])

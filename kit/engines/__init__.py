@@ -31,6 +31,8 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
     server's model name (None: the first it serves) and base_url its address.
     adapt_threads (None: the setting KIT_ADAPT_THREADS, on unless "0"): use
     fewer than n_threads while other programs keep cores busy.
+    With KIT_REMOTE_URL set (as `kit hub` does for a room's notebooks), a
+    model by name comes from that server unless engine= says otherwise.
     """
     from kit.fit import check
     from kit.modelfile import human_size, read_facts
@@ -42,6 +44,8 @@ def load(name: str | None = None, *, engine: str | None = None, n_ctx: int | Non
     n_threads = cfg.n_threads if n_threads is None else n_threads
     adapt_threads = cfg.adapt_threads if adapt_threads is None else bool(adapt_threads)
     if engine is None and base_url:
+        engine = "remote"
+    if engine is None and _room_server(name):  # a room (kit hub) set KIT_REMOTE_URL
         engine = "remote"
     engine = ALIASES.get(engine, engine)
     if engine is not None and engine not in ENGINES:
@@ -138,6 +142,15 @@ def _check_ctransformers(facts, n_gpu_layers: int) -> None:
     if n_gpu_layers and (importlib.util.find_spec("nvidia") is None
                          or shutil.which("nvidia-smi") is None):
         raise NoCtransformersGpu()
+
+
+def _room_server(name) -> bool:
+    """KIT_REMOTE_URL is set and `name` is not a model file on this computer."""
+    import os
+
+    if not os.environ.get("KIT_REMOTE_URL"):
+        return False
+    return not (name and (str(name).endswith(".gguf") or os.path.exists(str(name))))
 
 
 def _load_remote(name, base_url, api_key, n_ctx, quiet) -> Engine:

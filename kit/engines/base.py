@@ -24,6 +24,7 @@ STOP_REASONS = {
     "stop": "hit a stop string",
     "context": "the context window is full",
     "cancelled": "stopped by you",
+    "cut": "the server ended it without saying why (cut off?)",
 }
 
 

@@ -44,7 +44,10 @@ class LlamaServer:
         self.cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(ref.path),
                     "--model_alias", self.name, "--host", host, "--port", str(self.port),
                     "--n_ctx", str(n_ctx), "--n_threads", str(threads),
-                    "--n_threads_batch", str(threads)]
+                    "--n_threads_batch", str(threads),
+                    # its default cuts off the answer running when another request
+                    # comes in: a room's second learner would empty the first's
+                    "--interrupt_requests", "False"]
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen | None = None
 

@@ -255,7 +255,7 @@ class RemoteEngine(Engine):
             stream.logprobs = []
         scanner = StopScanner(s.stop)  # servers differ on stop strings: check too
         clock = Clock()
-        chunks, usage, reason, seen = 0, None, "length", False
+        chunks, usage, reason, seen = 0, None, "cut", False  # until the server says
         try:
             with self._open_stream(path, extra, s) as answer:
                 if "text/event-stream" not in answer.headers.get("content-type", ""):

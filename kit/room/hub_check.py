@@ -24,7 +24,6 @@ from kit.room.hub import room_processes
 # answers at temperature 1, the same answer twice at 0, a seed, a stop string.
 CORE_CELLS = ("01-002", "01-005", "01-012", "01-014", "01-017", "01-025", "01-027",
               "01-031", "01-034", "01-048")
-REMOTE_LOAD = ("kit.load()", 'kit.load(engine="remote")')  # the one edit: the room's server
 NOTEBOOK = "01_first_local_model.ipynb"
 
 
@@ -77,7 +76,8 @@ class RoomReport:
 
 
 def core_cells(cell_ids=CORE_CELLS) -> list[tuple[str, str]]:
-    """(cell id, source) of notebook 01's core cells, loading the remote model."""
+    """(cell id, source) of notebook 01's core cells, as they are: kit.load()
+    uses the room's server because the hub sets KIT_REMOTE_URL."""
     from kit.util import notebooks_dir
 
     folder = notebooks_dir()
@@ -86,7 +86,7 @@ def core_cells(cell_ids=CORE_CELLS) -> list[tuple[str, str]]:
     missing = [i for i in cell_ids if i not in cells]
     if missing:
         raise ValueError(f"notebook 01 has no cells {missing}; update CORE_CELLS")
-    return [(i, cells[i].replace(*REMOTE_LOAD)) for i in cell_ids]
+    return [(i, cells[i]) for i in cell_ids]
 
 
 # ---- memory ----------------------------------------------------------------
