@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from kit.models.registry import resolve
@@ -27,3 +29,25 @@ def kit_home(tmp_path, monkeypatch):
     home = tmp_path / "kit-home"
     monkeypatch.setenv("KIT_HOME", str(home))
     return home
+
+
+# A real headless Chromium for the browser tests (Debian's, driven by
+# Playwright for Python; never `playwright install`).
+CHROMIUM = os.environ.get("KIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from pathlib import Path
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no browser at {CHROMIUM}: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="pip install playwright (the test extra)")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

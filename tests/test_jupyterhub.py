@@ -165,6 +165,25 @@ def test_a_failing_cell_is_reported_not_missed(room, report):
     assert result.cells[0].output == "42\n" and result.cells[1].error == "ValueError: boom"
 
 
+def test_a_learner_logs_in_in_a_real_browser_and_gets_jupyterlab(room, report, browser):
+    """What a learner does: open the hub's address, type name and password,
+    and land in their own JupyterLab with the workshop's notebooks."""
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    try:
+        page.goto(room.hub_url + "/hub/login", wait_until="domcontentloaded")
+        page.fill("input[name=username]", NAMES[0])
+        page.fill("input[name=password]", room.secrets()["password"])
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_url(f"**/user/{NAMES[0]}/lab**", timeout=120_000)
+        page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+        page.dblclick(".jp-DirListing-item:has-text('notebooks')", timeout=120_000)
+        page.wait_for_selector(".jp-DirListing-item:has-text('01_first_local_model')",
+                               timeout=60_000)
+        assert room.secrets()["password"] not in page.content()
+    finally:
+        page.close()
+
+
 def test_another_process_finds_the_running_room(room):
     found = open_room(room.room)
     assert (found.hub_url, found.kit_url, found.learners) == \
