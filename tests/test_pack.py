@@ -558,3 +558,48 @@ def test_install_wheels_fetches_and_verifies_them_first(wheel_pack, kit_home):
         got = kit_home / "wheelhouse" / Path(f["file"]).name
         assert sha256_file(got) == f["sha256"]
     assert not list((kit_home / "wheelhouse").glob("*.partial"))
+
+
+# ---- a portable llama-cpp-python ---------------------------------------------------
+
+def test_a_portable_wheel_compiled_before_is_reused(tmp_path, monkeypatch):
+    from kit.room import wheelhouse
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cache = tmp_path / ".cache" / "kit" / "wheels" / "portable-9.9.9"
+    cache.mkdir(parents=True)
+    made = cache / "llama_cpp_python-9.9.9-cp311-cp311-linux_x86_64.whl"
+    made.write_bytes(b"PK")  # what an earlier compile left
+    (cache / (made.name + ".partial")).write_bytes(b"half")  # never chosen
+    said = []
+    assert wheelhouse.portable_wheel("9.9.9", say=said.append) == made
+    assert said == []  # nothing compiled
+
+
+def test_a_failed_portable_build_says_what_pip_said(tmp_path, monkeypatch):
+    """A version pip cannot find: pip's own words and what to check, quickly,
+    and nothing left in the cache."""
+    from kit.room import wheelhouse
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(PackError, match="No matching distribution.*the version"):
+        wheelhouse.portable_wheel("0.0.0.dev0", say=lambda *a: None)
+    assert not list((tmp_path / ".cache" / "kit" / "wheels").rglob("*.whl"))
+
+
+def test_pack_build_chooses_the_portable_wheel_on_x86_64(monkeypatch, tmp_path):
+    import platform
+
+    from kit.commands import pack as pack_cmd
+    from kit.cli import build_parser
+
+    seen = {}
+    monkeypatch.setattr(pack_cmd, "build_pack", lambda *a, **kw: seen.update(kw))
+    parser = build_parser()
+    for argv, machine, want in [([], "x86_64", True), ([], "aarch64", False),
+                                (["--native"], "x86_64", False),
+                                (["--portable"], "aarch64", True),
+                                (["--llama-wheel", "w.whl"], "x86_64", False)]:
+        monkeypatch.setattr(platform, "machine", lambda m=machine: m)
+        pack_cmd.cmd_build(parser.parse_args(["pack", "build", str(tmp_path), *argv]))
+        assert seen["portable"] is want, (argv, machine)

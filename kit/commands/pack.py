@@ -6,8 +6,14 @@ from kit.room.serve import serve_pack
 
 
 def cmd_build(a) -> int:
+    import platform
+
+    # x86-64 processors differ (AVX-512 or not): by default the pack carries
+    # a wheel for any of them with AVX2, compiled once (kit.room.wheelhouse)
+    portable = a.portable if a.portable is not None else (
+        platform.machine().lower() in ("x86_64", "amd64") and not a.llama_wheel)
     build_pack(a.dir, models=a.models, wheels=not a.no_wheels, force=a.force,
-               llama_wheel=a.llama_wheel)
+               llama_wheel=a.llama_wheel, portable=portable)
     return 0
 
 
@@ -38,6 +44,13 @@ def register(subparsers) -> None:
                    help="replace the pack already in DIR")
     b.add_argument("--llama-wheel", metavar="FILE",
                    help="a llama-cpp-python wheel to ship (e.g. a portable one)")
+    kind = b.add_mutually_exclusive_group()
+    kind.add_argument("--portable", dest="portable", action="store_true", default=None,
+                      help="llama-cpp-python for any x86-64 laptop with AVX2, compiled "
+                      "once (about 11 minutes) and kept (the default on x86-64)")
+    kind.add_argument("--native", dest="portable", action="store_false",
+                      help="ship the llama-cpp-python installed here, tuned for this "
+                      "processor (laptops with older ones may fail)")
     b.set_defaults(func=cmd_build)
     i = verbs.add_parser("install", help="verify and register a pack's models")
     i.add_argument("source", metavar="DIR_OR_URL")

