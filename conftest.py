@@ -13,6 +13,12 @@ _TMP = None
 
 def pytest_configure(config):
     global _TMP
+    # Ctrl-C as a learner's terminal delivers it: a shell that starts the
+    # suite in the background (nohup, `&`) leaves SIGINT ignored, and children
+    # inherit that; the Ctrl-C tests need the default.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.environ.get("KIT_TEST_HOME_READY"):  # a nested pytest reuses ours
         return
     _TMP = Path(tempfile.mkdtemp(prefix="kit-tests-"))

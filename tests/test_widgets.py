@@ -51,7 +51,9 @@ def chat(tmp_path):
 
 def test_enter_sends_and_the_reply_streams(chat):
     seen = record_replies(chat)
-    press_enter(chat, "What is the capital of France? Answer in one word.")
+    # 48 tokens: long enough to span several redraws (a one-word answer can
+    # finish within two on a fast machine)
+    press_enter(chat, "Describe Paris, the capital of France, in a few sentences.")
     assert chat.prompt.value == "" and chat.stop_button.disabled is False
     chat.wait()
     assert len(set(seen)) >= 3, "the reply should grow piece by piece"
