@@ -139,7 +139,10 @@ def _llama_wheel(dest: Path, given: Path | None, portable: bool = False) -> str:
     """
     version = metadata.version(LLAMA)
     if given is None and portable:
-        given = portable_wheel(version)
+        made = portable_wheel(version)
+        shutil.copy2(made, dest / made.name)
+        return (f"llama-cpp-python {version}: compiled for any x86-64 processor with "
+                "AVX2 (kit pack build's portable wheel). " + _native_note(dest, version))
     if given is not None:
         given = Path(given).expanduser()
         if not given.is_file() or not given.name.startswith("llama_cpp_python-"):
