@@ -684,3 +684,13 @@ def test_readme_badges_open_the_first_notebook_and_the_chat_dashboard():
     assert "replace `OWNER/REPO`" in readme
     post = (ROOT / "binder" / "postBuild").read_text()
     assert "pip install --no-deps -e ." in post and "kit setup" in post
+
+
+def test_every_notebook_cell_has_an_id():
+    """nbformat 4.5 ids: without them nbformat warns now and will refuse later,
+    and the room's check (kit.room.hub_check) finds notebook 01's cells by id."""
+    for path in sorted((ROOT / "notebooks").rglob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        ids = [c.get("id") for c in nb["cells"]]
+        assert (nb["nbformat"], nb["nbformat_minor"]) >= (4, 5), path.name
+        assert all(ids) and len(set(ids)) == len(ids), path.name
