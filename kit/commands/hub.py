@@ -10,7 +10,7 @@
 
 Learners open http://HOST:8001, log in with their name and the room's password
 (in ROOM/secrets.json, never printed), and their notebooks use the shared server:
-model = kit.load(engine="remote"). Needs `pip install 'local-llm-workshop-kit[hub]'`
+model = kit.load() (KIT_REMOTE_URL is set for them). Needs `pip install 'local-llm-workshop-kit[hub]'`
 and npm (docs/classroom.md, C).
 """
 from __future__ import annotations
