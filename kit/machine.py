@@ -91,6 +91,9 @@ def nvidia_gpus() -> list[dict]:
 
 def _llama_offload() -> tuple[bool | None, str | None]:
     """(GPU offload supported?, import error); (None, why) if not importable."""
+    from kit.settings import apply_openmp_defaults
+
+    apply_openmp_defaults()  # the first import of llama.cpp in a notebook may be here
     try:
         import llama_cpp
     except Exception as exc:  # ImportError, or OSError from a broken build

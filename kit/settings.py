@@ -52,3 +52,26 @@ def get_settings() -> Settings:
         adapt_threads=env.get("KIT_ADAPT_THREADS", "1").strip().lower()
         not in ("0", "false", "no", "off"),
     )
+
+
+# OpenMP's waiting, for llama.cpp's threads (notebook 04, "Speed that holds").
+# libgomp reads these once, when llama.cpp's library loads. Its default spins
+# only ~100 times at each of llama.cpp's barriers once a process holds more
+# OpenMP threads than cores (as soon as two Python threads have used a model:
+# a notebook and its chat widget, a server's requests), which cost a third of
+# the speed here; ACTIVE alone spins at every barrier but also keeps idle
+# threads spinning for minutes. Together: a short spin at barriers, idle
+# threads asleep within milliseconds. A value the learner set is kept.
+OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
+
+
+def apply_openmp_defaults() -> None:
+    """Set OPENMP_DEFAULTS in this process's environment, unless already set
+    (call before importing llama_cpp; later it changes nothing)."""
+    import sys
+
+    if "llama_cpp" in sys.modules:
+        return
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return  # the learner's own choice, whole
+    os.environ.update(OPENMP_DEFAULTS)

@@ -105,3 +105,25 @@ def test_the_setting_turns_it_off(monkeypatch):
     assert get_settings().adapt_threads is False
     model = load("smollm2:135m", n_ctx=192, n_threads=2, quiet=True)
     assert model.governor is None
+
+
+@pytest.mark.parametrize("given, want", [
+    ({}, {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None}),
+])
+def test_openmp_waits_briefly_unless_the_learner_chose(given, want):
+    """Set before llama.cpp's library loads (a fresh process), kept if set."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
+    code = ("import json, os\nfrom kit.engines.llamacpp import import_llama_cpp\n"
+            "import_llama_cpp()\nprint(json.dumps({k: os.environ.get(k) for k in "
+            "('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == want

@@ -21,6 +21,9 @@ FALLBACK_TEMPLATE = (
 
 
 def import_llama_cpp():
+    from kit.settings import apply_openmp_defaults
+
+    apply_openmp_defaults()  # before llama.cpp's OpenMP library loads
     try:
         import llama_cpp
     except Exception as exc:  # ImportError, or OSError from the native library
