@@ -230,6 +230,28 @@ def _chat_set(conv, opts, line) -> str:
     return f"Set {key} to {value}."
 
 
+def _read_line(prompt: str) -> str:
+    """input(), except from a pipe: there it waits in short steps, so Ctrl-C
+    is felt at once even when the signal lands on one of llama.cpp's or
+    numpy's threads (a read() in the main thread would not notice it)."""
+    if sys.stdin.isatty() or os.name != "posix":
+        return input(prompt)  # a terminal keeps its line editing and history
+    import select
+
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    fd, line = sys.stdin.fileno(), b""
+    while True:  # byte by byte from the pipe itself: nothing waits in a buffer
+        while not select.select([fd], [], [], 0.25)[0]:
+            pass  # between waits Python runs the Ctrl-C handler
+        ch = os.read(fd, 1)
+        if not ch and not line:
+            raise EOFError
+        if not ch or ch == b"\n":
+            return line.decode("utf-8", "replace")
+        line += ch
+
+
 def cmd_chat(a) -> int:
     _check_sampling(a)
     model = _load(a)
@@ -238,7 +260,7 @@ def cmd_chat(a) -> int:
     print("Chatting with", model.name, "- type /help for commands, /bye to leave.")
     while True:
         try:
-            line = input(">>> ").strip()
+            line = _read_line(">>> ").strip()
         except EOFError:
             print()
             return 0
