@@ -45,6 +45,7 @@ class LearnerResult:
     peak_rss: int = 0  # bytes: their JupyterLab server and kernels together
     peak_kernel_rss: int = 0  # bytes: their kernels alone
     problem: str = ""
+    reconnects: int = 0  # kernel connections lost and made again, as a browser does
 
     @property
     def cells_ok(self) -> int:
@@ -247,14 +248,24 @@ def run_learner(hub_url: str, name: str, password: str, cells, *, together=None,
                     together.wait(max(1.0, deadline - time.monotonic()))
                 except threading.BrokenBarrierError:
                     pass  # another learner failed: carry on alone
-            ws = websocket.create_connection(
-                base.replace("http", "ws", 1) + f"api/kernels/{kid}/channels"
-                f"?session_id={session}", header=[f"Authorization: token {token}"],
-                timeout=60, suppress_origin=True)
+            def connect():
+                return websocket.create_connection(
+                    base.replace("http", "ws", 1) + f"api/kernels/{kid}/channels"
+                    f"?session_id={session}", header=[f"Authorization: token {token}"],
+                    timeout=60, suppress_origin=True)
+            ws = connect()
             try:
                 for cell_id, code in cells:
                     left = min(cell_timeout, deadline - time.monotonic())
-                    result = _execute(ws, session, code, left)
+                    try:
+                        result = _execute(ws, session, code, left)
+                    except websocket.WebSocketConnectionClosedException:
+                        # JupyterLab reconnects when a busy machine drops the
+                        # kernel's connection; so does the check, once a cell
+                        ws.close()
+                        ws, out.reconnects = connect(), out.reconnects + 1
+                        left = min(cell_timeout, deadline - time.monotonic())
+                        result = _execute(ws, session, code, left)
                     result.cell_id = cell_id
                     out.cells.append(result)
                     if result.status != "ok":
@@ -328,5 +339,8 @@ def format_report(report: RoomReport) -> str:
              f"all learners at the peak: {human_size(report.peak_learners_rss)}; with the "
              f"hub and proxy ({human_size(report.hub_rss)}) and the kit server "
              f"({human_size(report.server_rss)}): {human_size(report.peak_room_rss)}"]
+    again = sum(r.reconnects for r in report.learners)
+    if again:
+        lines.append(f"kernel connections lost and made again: {again}")
     return "\n".join(lines)
 
