@@ -382,8 +382,12 @@ def _make_room(name: str, s, todo, say) -> None:
     need, need_q = {}, [q for q, *_ in todo]
     for q, _, dst in todo:
         for partial in stale_partials(dst):  # a run that was killed left it
-            say(f"Removed {partial} ({human_size(partial.stat().st_size)}), left by a stopped run.")
-            partial.unlink(missing_ok=True)
+            try:  # another run starting now may have removed it first
+                size = partial.stat().st_size
+                partial.unlink()
+            except FileNotFoundError:
+                continue
+            say(f"Removed {partial} ({human_size(size)}), left by a stopped run.")
         need[dst.parent] = need.get(dst.parent, 0) + estimated_size(s, q)
     for folder, n in need.items():
         if n > (free := free_disk_bytes(folder)):

@@ -94,6 +94,25 @@ def test_imports_of_one_name_at_once_never_mix_their_bytes(starter_path, kit_hom
     assert not [p.name for p in kit_home.rglob("*") if "partial" in p.name]
 
 
+
+def test_a_stale_partial_another_import_removed_first_is_no_error(starter_path, kit_home,
+                                                                   monkeypatch):
+    """The race CI once met: two imports list the same stale partial file and
+    the first removes it before the second looks at its age."""
+    import kit.models.pull as pull
+
+    real_glob = Path.glob
+    gone = kit_home / "models" / "race-1" / f".{starter_path.name}.gone.partial"
+
+    def glob(self, pattern):  # the listing still names a file that is gone
+        return [*real_glob(self, pattern), gone] if pattern.endswith(".partial") else \
+            real_glob(self, pattern)
+
+    monkeypatch.setattr(Path, "glob", glob)
+    ref = pull.import_file(starter_path, "race:1", quiet=True)
+    assert sha256_file(ref.path) == STARTER["sha256"]
+
+
 DAMAGED = {"truncated": '{"models": {"a": ', "binary": "\x00\xff\x00",
            "a list": "[]", "wrong entries": '{"models": {"x": 3}}',
            "a folder": None}

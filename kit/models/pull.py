@@ -122,8 +122,11 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
         raise NotEnoughDisk(str(src), facts.file_size, free, target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*.partial"):
-        if time.time() - stale.stat().st_mtime > 600:  # a killed import's
-            stale.unlink(missing_ok=True)
+        try:  # a killed import's; another import at once may remove it first
+            if time.time() - stale.stat().st_mtime > 600:
+                stale.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
     # a partial file of this copy's own: two imports at once never mix bytes
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                    suffix=".partial")
