@@ -20,7 +20,8 @@ from kit.engines.llama_private import restore_log_handler
 from kit.engines.llamacpp import import_llama_cpp
 from kit.gguf_check import scan
 from kit.modelfile import facts_from_scan
-from kit.util import free_disk_bytes, human_size, partial_path, sha256_file, stale_partials
+from kit.util import (free_disk_bytes, human_size, partial_path, remove_stale,
+                      sha256_file, stale_partials)
 from kit.models.registry import installed, register, resolve
 from kit.settings import get_settings
 
@@ -382,12 +383,8 @@ def _make_room(name: str, s, todo, say) -> None:
     need, need_q = {}, [q for q, *_ in todo]
     for q, _, dst in todo:
         for partial in stale_partials(dst):  # a run that was killed left it
-            try:  # another run starting now may have removed it first
-                size = partial.stat().st_size
-                partial.unlink()
-            except FileNotFoundError:
-                continue
-            say(f"Removed {partial} ({human_size(size)}), left by a stopped run.")
+            if (size := remove_stale(partial)) is not None:
+                say(f"Removed {partial} ({human_size(size)}), left by a stopped run.")
         need[dst.parent] = need.get(dst.parent, 0) + estimated_size(s, q)
     for folder, n in need.items():
         if n > (free := free_disk_bytes(folder)):

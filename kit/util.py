@@ -139,6 +139,20 @@ def stale_partials(dst) -> list[Path]:
     return out
 
 
+def remove_stale(path, older_than: float = 0.0) -> int | None:
+    """Remove a leftover file if it is older than `older_than` seconds; its
+    size, or None when it is younger or already gone (another run starting
+    at the same moment may have removed it first)."""
+    try:
+        st = Path(path).stat()
+        if time.time() - st.st_mtime < older_than:
+            return None
+        Path(path).unlink()
+    except FileNotFoundError:
+        return None
+    return st.st_size
+
+
 def free_disk_bytes(path) -> int:
     """Free bytes on the drive holding path (or its nearest existing parent)."""
     path = Path(path)

@@ -100,3 +100,17 @@ def test_text_table_aligns_and_upper_cases_headers():
     assert util.text_table(rows, right=("size",)).splitlines() == [
         "NAME            SIZE", "smollm2:135m   98 MB", "b             1.2 GB"]
     assert util.text_table(rows, indent="  ").splitlines()[0] == "  NAME          SIZE"
+
+
+def test_remove_stale_removes_old_keeps_young_and_never_minds_a_gone_file(tmp_path):
+    import os
+    import time
+
+    old, young = tmp_path / "old.partial", tmp_path / "young.partial"
+    old.write_bytes(b"x" * 7)
+    young.write_bytes(b"y")
+    os.utime(old, (time.time() - 3600,) * 2)
+    assert util.remove_stale(old, older_than=600) == 7 and not old.exists()
+    assert util.remove_stale(young, older_than=600) is None and young.exists()
+    assert util.remove_stale(old) is None  # already gone: another run took it
+    assert util.remove_stale(young) == 1 and not young.exists()

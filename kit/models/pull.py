@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import tempfile
-import time
 from pathlib import Path
 
 from kit.errors import (BadParameter, HubNotFound, HubOffline, ModelNotFound,
@@ -24,7 +23,8 @@ from kit.models.download import download
 from kit.models.registry import HF_PREFIX, ModelRef, editing, installed, register
 from kit.models.starter import install_starter
 from kit.settings import get_settings
-from kit.util import copy_stream, free_disk_bytes, hf_cache_dir, human_size, sha256_file
+from kit.util import (copy_stream, free_disk_bytes, hf_cache_dir, human_size, remove_stale,
+                      sha256_file)
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[a-z0-9._-]+)?$")
 
@@ -122,11 +122,7 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
         raise NotEnoughDisk(str(src), facts.file_size, free, target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*.partial"):
-        try:  # a killed import's; another import at once may remove it first
-            if time.time() - stale.stat().st_mtime > 600:
-                stale.unlink(missing_ok=True)
-        except FileNotFoundError:
-            pass
+        remove_stale(stale, older_than=600)  # a killed import's
     # a partial file of this copy's own: two imports at once never mix bytes
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                    suffix=".partial")
