@@ -165,6 +165,34 @@ def test_a_failing_cell_is_reported_not_missed(room, report):
     assert result.cells[0].output == "42\n" and result.cells[1].error == "ValueError: boom"
 
 
+def test_a_dropped_kernel_connection_is_made_again_and_counted(room, report, monkeypatch):
+    """A busy machine can drop a kernel's websocket (CI once lost one of ten);
+    the check connects again, as JupyterLab does, runs the cell, and says so."""
+    import time
+
+    import kit.room.hub_check as hub_check
+
+    real, dropped = hub_check._execute, []
+
+    def drop_once(ws, *args, **kw):  # the connection is lost under the first cell
+        if not dropped:
+            dropped.append(ws)
+            ws.shutdown()
+        return real(ws, *args, **kw)
+
+    monkeypatch.setattr(hub_check, "_execute", drop_once)
+    cells = [("first", "print(6 * 7)"), ("second", "print('still here')")]
+    result = run_learner(room.hub_url, "learner-2", room.secrets()["password"], cells,
+                         deadline=time.monotonic() + 120)
+    assert result.problem == "" and result.reconnects == 1
+    assert [(c.cell_id, c.status, c.output) for c in result.cells] == \
+        [("first", "ok", "42\n"), ("second", "ok", "still here\n")]
+    from kit.room.hub_check import RoomReport
+
+    text = format_report(RoomReport([result], cells_per_learner=2, seconds=1.0))
+    assert "kernel connections lost and made again: 1" in text
+
+
 def test_a_learner_logs_in_in_a_real_browser_and_gets_jupyterlab(room, report, browser):
     """What a learner does: open the hub's address, type name and password,
     and land in their own JupyterLab with the workshop's notebooks."""
