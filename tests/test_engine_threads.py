@@ -107,11 +107,19 @@ def test_the_setting_turns_it_off(monkeypatch):
     assert model.governor is None
 
 
+FIRST_LOAD = {  # each way llama.cpp's library can first load in a process
+    "engine": "from kit.engines.llamacpp import import_llama_cpp\nimport_llama_cpp()",
+    "server": "from kit.server.app import create_app\nfrom kit.server.models import "
+              "ModelPool\ncreate_app(ModelPool(['smollm2:135m']), api_key=None)",
+}
+
+
+@pytest.mark.parametrize("first", FIRST_LOAD)
 @pytest.mark.parametrize("given, want", [
     ({}, {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}),
     ({"OMP_WAIT_POLICY": "PASSIVE"}, {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None}),
 ])
-def test_openmp_waits_briefly_unless_the_learner_chose(given, want):
+def test_openmp_waits_briefly_unless_the_learner_chose(given, want, first):
     """Set before llama.cpp's library loads (a fresh process), kept if set."""
     import json
     import os
@@ -120,8 +128,8 @@ def test_openmp_waits_briefly_unless_the_learner_chose(given, want):
 
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
-    code = ("import json, os\nfrom kit.engines.llamacpp import import_llama_cpp\n"
-            "import_llama_cpp()\nprint(json.dumps({k: os.environ.get(k) for k in "
+    code = (f"import json, os, sys\n{FIRST_LOAD[first]}\nassert 'llama_cpp' in sys.modules\n"
+            "print(json.dumps({k: os.environ.get(k) for k in "
             "('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=120)

@@ -111,6 +111,9 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
     from starlette.exceptions import HTTPException
 
     from kit import __version__
+    from kit.engines.llamacpp import import_llama_cpp
+
+    import_llama_cpp()  # the kit's one way in: OpenMP's settings before openai_api loads it
     from kit.server import embed_api, ollama_api, openai_api
 
     @asynccontextmanager
