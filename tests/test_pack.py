@@ -576,6 +576,28 @@ def test_a_portable_wheel_compiled_before_is_reused(tmp_path, monkeypatch):
     assert said == []  # nothing compiled
 
 
+def test_a_compiled_portable_wheel_is_kept_whole_with_the_switches(tmp_path, monkeypatch):
+    """pip stands in for the 11-minute compile (done for real by hand, see
+    docs/classroom.md): the cache gets the whole wheel under its name, no
+    partial file, and pip was asked for a build without this CPU's extras."""
+    from kit.room import wheelhouse
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    asked = {}
+
+    def pip_wheel(cmd, env, **kw):
+        asked.update(cmd=cmd, cmake=env["CMAKE_ARGS"])
+        out = Path(cmd[cmd.index("-w") + 1])
+        (out / "llama_cpp_python-9.9.8-cp311-cp311-linux_x86_64.whl").write_bytes(b"PK" * 99)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(wheelhouse.subprocess, "run", pip_wheel)
+    made = wheelhouse.portable_wheel("9.9.8", say=lambda *a: None)
+    assert made.name == "llama_cpp_python-9.9.8-cp311-cp311-linux_x86_64.whl"
+    assert made.read_bytes() == b"PK" * 99 and sorted(made.parent.iterdir()) == [made]
+    assert "-DGGML_NATIVE=OFF" in asked["cmake"] and "llama-cpp-python==9.9.8" in asked["cmd"]
+
+
 def test_a_failed_portable_build_says_what_pip_said(tmp_path, monkeypatch):
     """A version pip cannot find: pip's own words and what to check, quickly,
     and nothing left in the cache."""

@@ -63,11 +63,10 @@ def learner_names(users: int | None, learners_file: str | None) -> list[str]:
 
 
 def cmd_start(a) -> int:
+    import os
     import time
 
     from kit.room.hub import start_room
-
-    import os
 
     key = os.environ.get(a.server_key_env, "") if a.server_key_env else None
     room = start_room(learner_names(a.users, a.learners), model=a.model, host=a.host,

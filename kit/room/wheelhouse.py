@@ -19,6 +19,7 @@ from pathlib import Path
 from kit.errors import PackError
 from kit import __version__
 from kit.models.starter import STARTER
+from kit.util import partial_path
 
 DIST = "local-llm-workshop-kit"
 LLAMA = "llama-cpp-python"
@@ -124,7 +125,7 @@ def portable_wheel(version: str | None = None, say=print) -> Path:
             raise PackError(f"Compiling a portable llama-cpp-python {version} failed; "
                             f"pip said: {said} {fix}")
         cache.mkdir(parents=True, exist_ok=True)
-        part = cache / (wheels[0].name + ".partial")
+        part = partial_path(cache / wheels[0].name)  # this process's own
         shutil.copy2(wheels[0], part)
         part.replace(cache / wheels[0].name)  # only a whole wheel gets its name
     say(f"Compiled in {(time.monotonic() - t0) / 60:.0f} min.")
