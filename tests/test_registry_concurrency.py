@@ -111,6 +111,10 @@ def test_a_stale_partial_another_import_removed_first_is_no_error(starter_path, 
     monkeypatch.setattr(Path, "glob", glob)
     ref = pull.import_file(starter_path, "race:1", quiet=True)
     assert sha256_file(ref.path) == STARTER["sha256"]
+    plain = kit_home / "plain.txt"  # a file made as any program makes one
+    plain.write_text("x")
+    assert oct(ref.path.stat().st_mode & 0o777) == oct(plain.stat().st_mode & 0o777), \
+        "an imported model should be readable like any other file (not 0600)"
 
 
 DAMAGED = {"truncated": '{"models": {"a": ', "binary": "\x00\xff\x00",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
+import uuid
 from pathlib import Path
 
 from kit.errors import (BadParameter, HubNotFound, HubOffline, ModelNotFound,
@@ -124,10 +124,8 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
     for stale in target.parent.glob(f".{target.name}.*.partial"):
         remove_stale(stale, older_than=600)  # a killed import's
     # a partial file of this copy's own: two imports at once never mix bytes
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                   suffix=".partial")
-    os.close(fd)
-    partial = Path(partial)
+    # (opened as any file is, so the model is readable like the others)
+    partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.partial"
     h = hashlib.sha256()
     try:
         with open(src, "rb") as f:
