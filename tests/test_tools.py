@@ -15,7 +15,11 @@ from kit.errors import BadTool, NoToolCall, ToolsUnsupported, UnknownTool
 from kit.tools import as_tools, needs_confirmation, run_tools
 from kit.engines.tool_calls import (FALLBACK_NOTICE, call_grammar, parse_calls,
                              prepare_messages, template_speaks_tools)
-from kit.tools.library import TASKS, calculator, search_catalogue
+from kit.tools.check import check_answer
+from kit.tools.library import (TASKS, calculator, delete_book, read_books,
+                               search_catalogue)
+from kit.engines.base import Stream
+from kit.engines.tool_calls import tool_chat
 from kit.engines.tool_schema import chosen, from_schema
 
 T1 = dict(n_threads=1, n_ctx=1024, quiet=True)
@@ -207,9 +211,13 @@ def test_loop_feeds_errors_and_timeouts_back(starter):
     run = run_tools(starter, "Go.", [broken], tool_choice="broken", max_steps=1,
                     verbose=False, **GREEDY)
     kinds = [s.kind for s in run.steps]
-    assert kinds == ["call", "error", "limit"] and run.answer is None
-    assert "RuntimeError: the catalogue is offline" in run.messages[-1]["content"]
-    assert run.messages[-1]["role"] == "tool"
+    # the step limit: asked once more without tools, so the run ends in words
+    assert kinds == ["call", "error", "limit", "answer"], kinds
+    assert run.stopped == "step limit" and run.answer.strip()
+    tool_message = run.messages[-2]
+    assert tool_message["role"] == "tool"
+    assert "RuntimeError: the catalogue is offline" in tool_message["content"]
+    assert run.messages[-1] == {"role": "assistant", "content": run.answer}
     t0 = time.monotonic()
     run = run_tools(starter, "Go.", [stuck], tool_choice="stuck", max_steps=1,
                     timeout=0.5, verbose=False, **GREEDY)
@@ -227,9 +235,15 @@ def test_a_tool_that_deletes_needs_a_yes(starter, capsys):
         return "deleted"
 
     run = run_tools(starter, "Delete book 7.", [forget], tool_choice="required",
-                    max_steps=1, **GREEDY)
+                    max_steps=3, **GREEDY)
     assert run.steps[1].kind == "refused" and not done
-    assert "step 1  model calls forget(" in capsys.readouterr().out  # visible
+    out = capsys.readouterr().out
+    assert "step 1  model calls forget(" in out  # visible
+    # a no ends the run at once, with a sentence (not a step-limit notice)
+    assert [s.kind for s in run.steps] == ["call", "refused", "answer"]
+    assert run.stopped == "refused" and "raise max_steps" not in out
+    assert run.answer.startswith("Nothing was done: forget(book_id=")
+    assert run.answer.endswith("needs a person's yes, and it was not given.")
     asked = []
     run = run_tools(starter, "Delete book 7.", [forget], tool_choice="required",
                     max_steps=1, ask=lambda call: asked.append(call) or True,
@@ -243,13 +257,201 @@ def test_schema_only_tools_cannot_run(starter):
 
 
 def test_catalogue_and_calculator():
-    austen = search_catalogue(author="austen")
-    assert len(austen) == 7
-    assert [b.split(" (")[0] for b in austen if "ON LOAN" in b] == ["Emma", "Persuasion"]
+    austen = search_catalogue(author="austen").splitlines()
+    assert austen[0] == "Found 7 books: 5 available, 2 on loan."
+    assert austen[4] == "Emma — Jane Austen (1815, id 4) — on loan until 2026-12-22"
+    assert [b["title"] for b in read_books("\n".join(austen))
+            if b["status"] == "on loan"] == ["Emma", "Persuasion"]
+    assert search_catalogue(author="Nobody") == "No books found for author 'Nobody'."
+    assert search_catalogue(title="the").startswith("Found 161 books; the first 20:")
     assert calculator("(120 + 80) / 4") == 50 and calculator("2^10") == 1024
     with pytest.raises(ValueError, match="only numbers"):
         calculator("__import__('os')")
     assert len(TASKS) >= 10
+
+
+# ---- every run ends in words: a scripted engine through the real parsing ----------
+
+class Cut(str):
+    """Words that the scripted engine stops at max_tokens."""
+
+
+def written_call(name: str, **arguments) -> str:
+    """A call as Qwen writes it."""
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}" \
+           "\n</tool_call>"
+
+
+class Scripted:
+    """A fake engine: each turn writes the next text of its script, and the
+    kit's own tool_chat parses it (calls, words, tool_choice, the prompt)."""
+
+    engine_name = "scripted"
+    capabilities = {"tools": "template"}
+    chat_template = None
+
+    def __init__(self, *turns):
+        self.turns, self.choices, self.seen = list(turns), [], []
+
+    def chat(self, messages, tools=None, tool_choice="auto", **options):
+        self.choices.append(tool_choice)
+        return tool_chat(self, messages, tools, tool_choice, **options)
+
+    def format_chat(self, messages, tools=None):
+        self.seen.append(messages)
+        return "\n".join(str(m["content"]) for m in messages)
+
+    def complete(self, prompt, sampling, grammar=None):
+        text = self.turns.pop(0)
+
+        def pieces(stream):
+            stream.stats.generated_tokens = len(text.split())
+            stream.stats.stop_reason = "length" if isinstance(text, Cut) else "eos"
+            yield str(text)
+
+        return Stream(pieces)
+
+
+def test_a_repeated_call_gets_one_more_turn_without_tools():
+    model = Scripted(written_call("search_catalogue", author="Dickens"),
+                     written_call("search_catalogue", author="Dickens"),
+                     "Four Dickens books are on loan.")
+    run = run_tools(model, "Which Dickens books are on loan?", [search_catalogue],
+                    verbose=False)
+    assert model.choices == ["auto", "auto", "none"]  # the last turn: no tools
+    assert [s.kind for s in run.steps] == ["call", "result", "repeat", "answer"]
+    assert "asked once more, without tools" in run.steps[2].text
+    assert run.answer == "Four Dickens books are on loan." and run.stopped == "repeat"
+    assert len(run.calls()) == 1  # the repeat did not run again
+
+
+def test_the_step_limit_asks_once_more_and_says_so(capsys):
+    model = Scripted(written_call("days_between", start="2026-12-07", end="2026-12-12"),
+                     written_call("day_of_week", date="2026-12-12"),
+                     "Little Dorrit is due in 5 days, on a Saturday.")
+    from kit.tools.library import day_of_week, days_between
+
+    run = run_tools(model, "How many days until Little Dorrit is due?",
+                    [days_between, day_of_week], max_steps=2)
+    out = capsys.readouterr().out
+    assert "step 2  the step limit (2 turns) is reached: the model is asked once " \
+           "more, without tools" in out
+    assert "step 3  model answers: Little Dorrit is due in 5 days" in out
+    assert model.choices == ["auto", "auto", "none"]
+    assert run.stopped == "step limit" and run.answer.startswith("Little Dorrit")
+    # the final turn saw both results (and, without tools, no tool list)
+    assert [m["content"] for m in model.seen[-1] if m["role"] == "user"][-1] \
+        .endswith("Saturday\n</tool_response>")
+
+
+def test_no_words_at_all_still_ends_in_words():
+    model = Scripted(written_call("search_catalogue", author="Austen"),
+                     written_call("search_catalogue", author="Austen"), "  ")
+    run = run_tools(model, "Austen?", [search_catalogue], verbose=False)
+    assert run.answer.startswith("The model wrote no answer in words. The last "
+                                 "tool result was: Found 7 books")
+    assert "[no words: the kit says so instead]" in run.steps[-1].text
+
+
+def test_a_refused_write_ends_with_what_was_not_done(capsys):
+    model = Scripted(written_call("delete_book", book_id=7), "Book 7 is deleted.")
+    run = run_tools(model, "Delete book 7.", [delete_book], max_steps=1)
+    assert run.answer == "Book 7 was not deleted." and run.stopped == "refused"
+    assert model.turns == ["Book 7 is deleted."]  # the model was not asked again
+    out = capsys.readouterr().out
+    assert "step 1  the run ends: Book 7 was not deleted." in out
+    assert "max_steps" not in out
+    assert search_catalogue(title="Lady Susan").startswith("Found 1 book")
+
+
+def test_an_answer_cut_at_max_tokens_says_so(capsys):
+    model = Scripted(written_call("search_catalogue", author="Austen"),
+                     Cut("We have seven books by Jane Austen: Sense and"))
+    run = run_tools(model, "Austen?", [search_catalogue], max_tokens=9)
+    assert run.cut and run.finish_reason == "length" and run.stopped == "answer"
+    assert "[cut off: reached max_tokens after 9 tokens; raise max_tokens for " \
+           "the rest]" in capsys.readouterr().out
+    assert run.answer == "We have seven books by Jane Austen: Sense and"
+
+
+def test_a_list_of_lines_reaches_the_model_as_lines():
+    def shelf() -> list:
+        """The books on the new shelf."""
+        return ["Emma — on loan", "Persuasion — available"]
+
+    model = Scripted(written_call("shelf"), "Two books.")
+    run = run_tools(model, "What is on the new shelf?", [shelf], verbose=False)
+    assert run.messages[2]["content"] == "Emma — on loan\nPersuasion — available"
+
+
+# ---- checking an answer against the catalogue rows -----------------------------
+
+AUSTEN = search_catalogue(author="Austen")
+
+
+def test_the_wrong_answer_of_the_first_walk_is_named():
+    """What qwen wrote before the rows were laid out one per line."""
+    check = check_answer("Emma and Persuasion are available, while Pride and "
+                         "Prejudice is on loan.", AUSTEN)
+    assert not check.ok
+    assert [(c.title, c.said) for c in check.wrong()] == [
+        ("Emma", "available"), ("Persuasion", "available"),
+        ("Pride and Prejudice", "on loan")]
+    assert check.marked() == (
+        "Emma [✗ catalogue: on loan until 2026-12-22] and Persuasion [✗ catalogue: "
+        "on loan until 2026-12-24] are available, while Pride and Prejudice "
+        "[✗ catalogue: available] is on loan.")
+    assert str(check).splitlines()[-1] == "Contradicted by the catalogue: 3 of 3 " \
+                                          "titles named"
+
+
+@pytest.mark.parametrize("answer", [
+    "We have:\n\n**Available:**\n1. Sense and Sensibility\n2. Pride and "
+    "Prejudice\n\n**On loan:**\n- Emma (until 2026-12-22)\n- Persuasion",
+    "The available books are Sense and Sensibility and Pride and Prejudice, and "
+    "the books on loan are Emma and Persuasion.",
+    "All of them are available except Emma and Persuasion, which are on loan.",
+    "Emma and Persuasion are checked out until December 22 and 24 December "
+    "respectively; Pride and Prejudice is not on loan.",
+    "| Title | Status |\n|---|---|\n| Emma | On loan |\n| Persuasion | Not "
+    "available |\n| Pride and Prejudice | Available |",
+])
+def test_right_answers_in_many_layouts_pass(answer):
+    check = check_answer(answer, AUSTEN)
+    assert check.ok, str(check)
+    assert {c.title for c in check.claims if c.ok} >= {"Emma", "Persuasion"}
+
+
+@pytest.mark.parametrize("answer, title, said", [
+    ("- Emma: on loan until 2026-12-24", "Emma", "on loan until 2026-12-24"),
+    ("**On loan:**\n- Emma\n- Lady Susan", "Lady Susan", "on loan"),
+    ("Northanger Abbey is not available.", "Northanger Abbey", "on loan"),
+    ("Persuasion can be borrowed today.", "Persuasion", "available"),
+])
+def test_each_kind_of_wrong_statement_is_marked(answer, title, said):
+    check = check_answer(answer, AUSTEN)
+    assert [(c.title, c.said) for c in check.wrong()] == [(title, said)]
+    assert f"{title} [✗ catalogue: " in check.marked()
+
+
+def test_a_title_without_a_status_is_not_called_wrong():
+    check = check_answer("We have Emma, and also Lady Susan.", AUSTEN)
+    assert check.ok and [c.ok for c in check.claims] == [None, None]
+    assert "Sense and Sensibility" in check.missing
+
+
+def test_every_catalogue_row_reads_back():
+    import sqlite3
+
+    from kit.tools.library import book_line, catalogue
+
+    db = sqlite3.connect(catalogue())
+    rows = db.execute("SELECT title, author, year, id, status, due FROM books").fetchall()
+    db.close()
+    assert len(rows) == 342
+    back = read_books("\n".join(book_line(*r) for r in rows))
+    assert [(b["title"], b["author"], b["status"], b["due"]) for b in back] == \
+        [(r[0], r[1], r[4], r[5] or "") for r in rows]
 
 
 # ---- the capable model, through its own template ----------------------------------

@@ -2,11 +2,19 @@
 
 The catalogue holds 342 public-domain books (kit/data/library_catalogue.csv;
 the loans are invented) and is loaded into SQLite when first searched.
+A search answers in plain lines, one per book, the status last, because a
+1.5B model copies lines like these more faithfully than JSON records:
+
+>>> found = search_catalogue(author="Austen", title="Emma")
+>>> print(found)
+Found 1 book: 0 available, 1 on loan.
+Emma — Jane Austen (1815, id 4) — on loan until 2026-12-22
+>>> read_books(found)  # the lines read back (kit.tools.check uses this)
+[{'title': 'Emma', 'author': 'Jane Austen', 'status': 'on loan', 'due': '2026-12-22'}]
+
 TASKS is the notebook's task set: a question, the tool that should be called,
 and a check of its arguments; score() counts the successes of a model.
 
->>> search_catalogue(author="Austen")[3]
-'Emma (1815) by Jane Austen, id 4: ON LOAN until 2026-12-22'
 >>> calculator("37 * 48")
 1776
 """
@@ -16,6 +24,7 @@ import ast
 import csv
 import datetime as dt
 import operator
+import re
 import sqlite3
 import tempfile
 import time
@@ -87,21 +96,48 @@ def catalogue(path=None) -> Path:
     return path
 
 
-def search_catalogue(author: str = "", title: str = "") -> list[str]:
+def book_line(title: str, author: str, year, book_id, status: str, due: str) -> str:
+    """One book as the search shows it: title — author (year, id) — status."""
+    said = f"on loan until {due}" if status == "on loan" else status
+    year = f"{-int(year)} BC" if int(year) < 0 else year  # Homer: -750
+    return f"{title} — {author} ({year}, id {book_id}) — {said}"
+
+
+BOOK_LINE = re.compile(r"^(?P<title>.+?) — (?P<author>.+?) \(\d+(?: BC)?, id \d+\) — "
+                       r"(?P<status>available|on loan)(?: until (?P<due>[\d-]+))?$")
+
+
+def read_books(text: str) -> list[dict]:
+    """The books in a search result: title, author, status and due date."""
+    return [{"title": m["title"], "author": m["author"], "status": m["status"],
+             "due": m["due"] or ""}
+            for m in map(BOOK_LINE.match, str(text).splitlines()) if m]
+
+
+def search_catalogue(author: str = "", title: str = "") -> str:
     """Find books in the library catalogue by author and/or title words.
 
     author: part of the author's name, e.g. Austen
     title: part of the title, e.g. Emma
     """
+    where = ("FROM books WHERE author LIKE ? AND title LIKE ?",
+             (f"%{author.strip()}%", f"%{title.strip()}%"))
     db = sqlite3.connect(catalogue())
-    rows = db.execute("SELECT id, author, title, year, status, due FROM books WHERE "
-                      "author LIKE ? AND title LIKE ? ORDER BY author, year LIMIT 20",
-                      (f"%{author.strip()}%", f"%{title.strip()}%")).fetchall()
+    (found,) = db.execute("SELECT count(*) " + where[0], where[1]).fetchone()
+    rows = db.execute("SELECT title, author, year, id, status, due " + where[0] +
+                      " ORDER BY author, year LIMIT 20", where[1]).fetchall()
     db.close()
-    # One line per book: small models read lines more reliably than JSON records.
-    return [f"{title} ({year}) by {who}, id {i}: " + (f"ON LOAN until {due}"
-                                                     if status == "on loan" else status)
-            for i, who, title, year, status, due in rows]
+    if not rows:
+        asked = " and ".join(f"{k} {v!r}" for k, v in
+                             (("author", author), ("title", title)) if v.strip())
+        return f"No books found for {asked or 'an empty search'}."
+    out = sum(r[4] == "on loan" for r in rows)
+    head = (f"Found {found} book{'s' * (found != 1)}: {len(rows) - out} available, "
+            f"{out} on loan.")
+    if found > len(rows):
+        head = f"Found {found} books; the first {len(rows)}: " \
+            f"{len(rows) - out} available, {out} on loan."
+    return "\n".join([head] + [book_line(*row) for row in rows])
 
 
 def delete_book(book_id: int) -> str:
@@ -117,6 +153,7 @@ def delete_book(book_id: int) -> str:
 
 
 delete_book.kit_confirm = True  # writes: run_tools asks a person first
+delete_book.kit_refused = "Book {book_id} was not deleted."  # said after a no
 TOOLS = [calculator, day_of_week, days_between, search_catalogue]
 
 

@@ -1,10 +1,12 @@
 """The agent loop: ask, run the tools it calls, show it the results, ask again.
 
-Every step is kept (and printed as it happens), a step limit stops a model
-that keeps calling tools, a call repeated with the same arguments is not run
-again (the next turn must answer in words), a tool that hangs is given up after `timeout`
-seconds, an error is shown to the model as the tool's result, and a tool
-marked with needs_confirmation runs only after a person says yes.
+Every step is kept (and printed as it happens). A call repeated with the
+same arguments is not run again, and a step limit stops a model that keeps
+calling tools: either way the model is asked once more, without tools, so
+the run ends with an answer in words. A tool that hangs is given up after
+`timeout` seconds, an error is shown to the model as the tool's result, and
+a tool marked with needs_confirmation runs only after a person says yes (a
+no ends the run with a sentence saying what was not done).
 
 >>> run = run_tools(model, "What is 12 * 7?", [calculator])
 step 1  model calls calculator(expression='12 * 7')
@@ -19,8 +21,9 @@ import json
 import threading
 from dataclasses import dataclass, field
 
-from kit.errors import BadTool, KitError, ToolFailed, UnknownTool
+from kit.engines.base import STOP_REASONS
 from kit.engines.tool_schema import ToolCall, as_tools
+from kit.errors import BadTool, KitError, ToolFailed, UnknownTool
 
 REFUSED = "A person did not allow this call, so it did not run."
 
@@ -30,7 +33,7 @@ class Step:
     """One thing that happened: a call, a tool's result, or the answer."""
 
     number: int
-    kind: str  # "call", "result", "error", "refused", "repeat", "answer", "limit"
+    kind: str  # "call", "result", "error", "refused", "repeat", "limit", "answer"
     text: str
     call: ToolCall | None = None
     raw: str = ""  # what the model wrote, for "call" and "answer" steps
@@ -41,12 +44,16 @@ class Step:
 
 @dataclass
 class Run:
-    """The whole conversation, the steps, and the final answer (None if none)."""
+    """The whole conversation, the steps, and the final answer, always in words."""
 
     steps: list[Step] = field(default_factory=list)
     messages: list[dict] = field(default_factory=list)
-    answer: str | None = None
-    stopped: str = ""  # "answer" or "step limit"
+    answer: str = ""
+    # how it ended: "answer" (by itself), "repeat" or "step limit" (then asked
+    # once more without tools), "refused" (a person said no to a call)
+    stopped: str = ""
+    finish_reason: str = ""  # of the last answer: "eos", "length" (max_tokens)...
+    cut: bool = False  # the answer was cut off (max_tokens or the context)
 
     def calls(self) -> list[ToolCall]:
         return [s.call for s in self.steps if s.kind == "call"]
@@ -74,16 +81,39 @@ def call_tool(tool, call: ToolCall, timeout: float) -> str:
     if "error" in box:
         raise ToolFailed(tool.name, box["error"])
     value = box.get("value")
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return "\n".join(value)  # one line each: easier to read than JSON
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def refused_sentence(tool, call: ToolCall) -> str:
+    """What did not happen, in words: the tool's own sentence if it has one.
+
+    A tool may carry `kit_refused = "Book {book_id} was not deleted."`; the
+    kit's sentence otherwise. The kit says it, not the model, which might
+    claim that the deletion happened.
+    """
+    said = getattr(tool.function, "kit_refused", None) if tool else None
+    try:
+        if said:
+            return said.format(**call.arguments)
+    except (KeyError, IndexError, ValueError):  # a sentence naming other arguments
+        pass
+    return f"Nothing was done: {call} needs a person's yes, and it was not given."
 
 
 def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
               ask=None, tool_choice="auto", verbose: bool = True, **options) -> Run:
-    """Let `model` use `tools` until it answers in words, or max_steps turns.
+    """Let `model` use `tools` until it answers in words; `run.answer` is words.
 
-    `ask(call)` decides about tools marked needs_confirmation (return True to
-    run); without it they never run. tool_choice applies to the first turn.
-    Other keyword options go to model.chat (temperature, max_tokens...).
+    When the model repeats a call it has the result of, or still calls tools
+    after max_steps turns, it is asked once more without tools (and the steps
+    say so). `ask(call)` decides about tools marked needs_confirmation (return
+    True to run); without it they never run, and a refusal ends the run with
+    a sentence saying what was not done. tool_choice applies to the first
+    turn. Other keyword options go to model.chat (temperature, max_tokens...).
     """
     tools = as_tools(tools)
     for t in tools:
@@ -100,6 +130,33 @@ def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
         if verbose:
             print(step.line(), flush=True)
 
+    def answered(n: int, answer, how: str) -> Run:
+        """The model's words end the run; say if they were cut or missing."""
+        text = answer.text.split("<tool_call>")[0].strip()  # a call written as text
+        run.messages.append({"role": "assistant", "content": text})
+        run.finish_reason = answer.stats.stop_reason
+        run.cut = run.finish_reason in ("length", "context")
+        extra = f" (ignored calls: {'; '.join(answer.problems)})" \
+            if answer.problems else ""
+        if run.cut:
+            extra += (f" [cut off: {STOP_REASONS[run.finish_reason]} after "
+                      f"{answer.stats.generated_tokens} tokens; raise max_tokens "
+                      "for the rest]")
+        if not text:
+            last = next((m["content"] for m in reversed(run.messages)
+                         if m["role"] == "tool"), "")
+            text = ("The model wrote no answer in words. The last tool result "
+                    f"was: {last}" if last else "The model wrote no answer in words.")
+            extra += " [no words: the kit says so instead]"
+        note(Step(n, "answer", f"model answers: {text}{extra}", raw=answer.raw))
+        run.answer, run.stopped = text, how
+        return run
+
+    def once_more(n: int, how: str) -> Run:
+        """Ask without tools, so the next words are an answer (step `n`)."""
+        answer = model.chat(run.messages, tools=tools, tool_choice="none", **options)
+        return answered(n, answer, how)
+
     done: set = set()  # calls already run: (name, arguments as JSON)
     choice = tool_choice
     for n in range(1, max_steps + 1):
@@ -110,18 +167,13 @@ def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
                 for c in answer.tool_calls]
         if keys and all(k in done for k in keys):  # a loop: it has the results
             note(Step(n, "repeat", f"model repeats {answer.tool_calls[0]}: its "
-                      "result is above, so the next turn must answer in words",
+                      "result is above, so it is asked once more, without tools",
                       answer.tool_calls[0], answer.raw))
-            choice = "none"
-            continue
-        run.messages.append(answer.message())
+            return once_more(n + 1, "repeat")
         if not answer.tool_calls:
-            extra = f" (ignored calls: {'; '.join(answer.problems)})" \
-                if answer.problems else ""
-            note(Step(n, "answer", f"model answers: {answer.text.strip()}{extra}",
-                      raw=answer.raw))
-            run.answer, run.stopped = answer.text.strip(), "answer"
-            return run
+            return answered(n, answer, "answer")
+        run.messages.append(answer.message())
+        refused = []
         for call, key in zip(answer.tool_calls, keys):
             done.add(key)
             note(Step(n, "call", f"model calls {call}", call, answer.raw))
@@ -131,6 +183,7 @@ def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
                     raise UnknownTool(call.name, list(by_name))
                 if tool.confirm and not (ask is not None and ask(call)):
                     kind, result = "refused", REFUSED
+                    refused.append(refused_sentence(tool, call))
                 else:
                     kind, result = "result", call_tool(tool, call, timeout)
             except KitError as exc:
@@ -138,7 +191,11 @@ def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
             note(Step(n, kind, f"{call.name} -> {result}", call))
             run.messages.append({"role": "tool", "tool_call_id": call.id,
                                  "name": call.name, "content": result})
-    note(Step(max_steps, "limit", f"stopped: {max_steps} turns without a final "
-              "answer (the step limit); raise max_steps or simplify the task"))
-    run.stopped = "step limit"
-    return run
+        if refused:  # a person said no: the run ends, and says what was not done
+            run.answer, run.stopped = " ".join(refused), "refused"
+            run.messages.append({"role": "assistant", "content": run.answer})
+            note(Step(n, "answer", f"the run ends: {run.answer}"))
+            return run
+    note(Step(max_steps, "limit", f"the step limit ({max_steps} turns) is reached: "
+              "the model is asked once more, without tools"))
+    return once_more(max_steps + 1, "step limit")
