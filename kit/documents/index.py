@@ -37,7 +37,8 @@ import numpy as np
 
 from kit.documents.bm25 import BM25, words
 from kit.documents.chunk import OVERLAP, SIZE, Chunk, check_sizes, chunk_document
-from kit.documents.read import MAX_BYTES, Skipped, Unreadable, document_files, read_file
+from kit.documents.read import (MAX_BYTES, Skipped, Unreadable, document_files, printable,
+                                read_file)
 from kit.errors import BadParameter, EmbeddingTruncated, NoDocuments
 from kit.util import atomic_write_bytes, atomic_write_text, sha256_file
 
@@ -78,7 +79,7 @@ class Hit:
 
     def __str__(self) -> str:
         text = " ".join(self.chunk.text.split())
-        return (f"{self.rank}. {self.score:.3f}  {self.chunk.where()}\n"
+        return (f"{self.rank}. {self.score:.3f}  {printable(self.chunk.where())}\n"
                 f"   {text[:200]}{'...' if len(text) > 200 else ''}")
 
 
@@ -256,7 +257,7 @@ def index_folder(folder, embedder=None, size: int = SIZE, overlap: int = OVERLAP
                 part = chunks[i:i + batch]
                 vectors.append(_embed(model, [c.text for c in part]))
                 cut = getattr(getattr(model, "embed_stats", None), "truncated", [])
-                report.truncated += [f"{part[j].where()} ({n} tokens, limit "
+                report.truncated += [f"{printable(part[j].where())} ({n} tokens, limit "
                                      f"{limit})" for j, n in cut]
                 done += len(part)
                 update(done, total)
