@@ -1,6 +1,6 @@
 """Every error the kit raises on purpose: what went wrong, then the next step.
 
-The classes live in four files by stage (base, models, serving, using); this
+The classes live in files by stage (base, models, serving, using, mcp); this
 file only gathers their names, so `from kit.errors import X` finds them all.
 
 >>> raise ModelNotFound("llama9:1t", installed=["smollm2:135m"])
@@ -37,3 +37,4 @@ from kit.errors.using import (
     NoFillInMiddle, NotAnEmbeddingModel, NotAChatModel, TextTooLongToEmbed,
     EmbeddingTruncated, BadTopCount, NoProbabilities
 )
+from kit.errors.mcp import McpServerMissing, McpServerFailed
