@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -280,3 +281,93 @@ def test_kit_embed_prints_vectors_json_and_similarities(model, tmp_path):
     assert long.returncode == 0 and "cut to fit" in long.stderr
     wrong = kit("embed", "smollm2:135m", "hi")
     assert wrong.returncode == 1 and "chat model" in wrong.stderr
+
+
+# ---- a room's traffic: many at once, too much at once, clients that leave ----
+
+def _embed_concurrently(server, texts_per_client, chat_prompts=()):
+    """Every client's /api/embed or /v1/embeddings at once, with chats beside."""
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i, texts):
+        if i % 2:
+            r = httpx.post(server.url + "/v1/embeddings", timeout=300, json={
+                "model": EMBED_NAME, "input": texts, "encoding_format": "float"})
+            return r.status_code, r.text, ([d["embedding"] for d in r.json()["data"]]
+                                           if r.status_code == 200 else None)
+        r = httpx.post(server.url + "/api/embed", timeout=300,
+                       json={"model": EMBED_NAME, "input": texts})
+        return r.status_code, r.text, (r.json()["embeddings"]
+                                       if r.status_code == 200 else None)
+
+    def chat(prompt):
+        return httpx.post(server.url + "/api/generate", timeout=300, json={
+            "model": "smollm2:135m", "prompt": prompt, "stream": False,
+            "options": {"num_predict": 8, "temperature": 0}}).status_code
+
+    with ThreadPoolExecutor(len(texts_per_client) + len(chat_prompts)) as pool:
+        chats = [pool.submit(chat, p) for p in chat_prompts]
+        got = list(pool.map(one, range(len(texts_per_client)), texts_per_client))
+        return got, [c.result() for c in chats]
+
+
+def test_embeddings_at_once_are_each_right_and_chat_goes_on(server, model):
+    # The default --parallel admits several requests per model: an encoder
+    # must still embed one batch at a time (before: HTTP 500s, wrong vectors,
+    # GGML_ASSERT). Lengths differ so that concurrent batches would collide.
+    clients = [[f"Request {i}, text {j}: " + "the library opens at nine. " * (1 + (i + j) % 9)
+                for j in range(1 + i % 4)] for i in range(8)]  # within --max-queue
+    expected = [model.embed(texts) for texts in clients]
+    got, chats = _embed_concurrently(server, clients, ["Hi", "Name a colour."])
+    for (code, text, rows), want in zip(got, expected):
+        assert code == 200, text
+        assert np.allclose(np.array(rows), want, atol=1e-4)
+    assert chats == [200, 200]
+    assert server.running
+    st = server.status()
+    (slot,) = [m for m in st["loaded"] if m["name"] == EMBED_NAME]
+    assert slot["parallel"] == 1 and not slot["busy"]
+
+
+def test_too_many_inputs_or_tokens_are_a_400_naming_the_cap(server):
+    import httpx
+
+    from kit.server.embed_api import MAX_INPUTS, MAX_TOKENS
+
+    many = httpx.post(server.url + "/api/embed", timeout=120,
+                      json={"model": EMBED_NAME, "input": ["a"] * (MAX_INPUTS + 1)})
+    assert many.status_code == 400 and f"{MAX_INPUTS:,}" in many.json()["error"]
+    long = ["word " * 600] * (MAX_TOKENS // 500 + 10)  # each cut to 512 tokens
+    r = httpx.post(server.url + "/v1/embeddings", timeout=300,
+                   json={"model": EMBED_NAME, "input": long[:MAX_INPUTS]})
+    assert r.status_code == 400 and "512" in r.text  # OpenAI's route refuses long texts
+    r = httpx.post(server.url + "/api/embed", timeout=300,
+                   json={"model": EMBED_NAME, "input": long})
+    assert r.status_code == 400, r.text[:300]
+    assert f"{MAX_TOKENS:,} tokens" in r.json()["error"]
+    ok = httpx.post(server.url + "/api/embed", timeout=120,
+                    json={"model": EMBED_NAME, "input": ["still serving"]})
+    assert ok.status_code == 200
+
+
+def test_a_client_that_leaves_stops_its_embedding(server, model):
+    import httpx
+
+    before = server.status()["counters"]["cancelled"]
+    texts = [f"Text {i}: " + "a long sentence about borrowing books. " * 30
+             for i in range(900)]  # ~250 tokens each (under the cap): many batches
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/api/embed", timeout=2.0,
+                   json={"model": EMBED_NAME, "input": texts})
+    deadline = time.monotonic() + 60
+    while server.status()["counters"]["cancelled"] == before:
+        assert time.monotonic() < deadline, server.log(20)
+        time.sleep(0.2)
+    assert "Cancelled embedding 900 texts" in server.log(50)
+    st = server.status()  # the work stopped: the model is free again
+    assert not [m for m in st["loaded"] if m["name"] == EMBED_NAME and m["busy"]]
+    r = httpx.post(server.url + "/api/embed", timeout=120,
+                   json={"model": EMBED_NAME, "input": ["a library card"]})
+    assert np.allclose(r.json()["embeddings"], model.embed(["a library card"]),
+                       atol=1e-4)

@@ -81,3 +81,106 @@ def test_server_takes_each_key_counts_use_and_limits_models(keys):
         assert st["usage"]["ana"]["requests"] == 1
         assert st["usage"]["ana"]["tokens"] == r.usage.completion_tokens
         assert ana not in json.dumps(st) and ana not in srv.log(400)
+
+
+def test_a_key_for_a_model_that_does_not_exist_is_refused(keys):
+    from kit.errors import ModelNotFound
+
+    with pytest.raises(ModelNotFound, match="doesnotexist"):
+        add_key("ana", models=["doesnotexist"])
+    made = kit("add", "ana", "--models", f"{MODEL},doesnotexist")
+    assert made.returncode != 0 and "doesnotexist" in made.stderr
+    assert "kit-" not in made.stdout and not read_keys()
+    # installed, a family, a catalog model not pulled yet: all fine
+    add_key("bea", models=[MODEL, "smollm2", "qwen2.5-coder:1.5b"])
+    assert read_keys()["bea"].models == (MODEL, "smollm2", "qwen2.5-coder:1.5b")
+
+
+def test_the_throttle_slows_repeated_failures_per_address():
+    from kit.server.guard import Throttle
+
+    now = [0.0]
+    t = Throttle(free=3, window=60, longest=8, clock=lambda: now[0])
+    assert [t.failed("10.0.0.5") for _ in range(7)] == [0, 0, 0, 1, 2, 4, 8]
+    assert t.failed("10.0.0.5") == 8 and t.retry_after("10.0.0.5") == 8
+    assert t.retry_after("10.0.0.6") == 0  # another address is not held back
+    t.trust("10.0.0.5", "ana's hash")
+    assert t.trusted("10.0.0.5", "ana's hash") and not t.trusted("10.0.0.6", "ana's hash")
+    now[0] = 61.0  # the window has passed: typos are free again
+    assert t.retry_after("10.0.0.5") == 0 and t.failed("10.0.0.5") == 0
+
+
+EMBED = "all-minilm:l6-v2"
+
+
+def test_a_key_reaches_only_its_models_on_every_route(keys, embedding_model_path):
+    ana = add_key("ana", models=[MODEL])
+    bob = add_key("bob", models=[MODEL])
+    teacher = "teacher-key-" + "t" * 24
+    as_ = lambda k: {"Authorization": f"Bearer {k}"}  # noqa: E731
+    with start([MODEL, EMBED], n_ctx=256, n_threads=1, quiet=True,
+               api_key=teacher) as srv:
+        def call(method, path, key, **kw):
+            return httpx.request(method, srv.url + path, headers=as_(key),
+                                 timeout=120, **kw)
+
+        loaded = call("POST", "/api/embed", teacher,
+                      json={"model": EMBED, "input": "hi", "keep_alive": -1})
+        assert loaded.status_code == 200
+        for k in (ana, bob):
+            call("POST", "/api/generate", k, json={
+                "model": MODEL, "prompt": "Hi", "stream": False,
+                "options": {"num_predict": 2}}).raise_for_status()
+        # keep_alive 0 (`ollama stop`) of a model outside the key: refused,
+        # and the model stays loaded for those allowed it
+        for path, body in (("/api/generate", {"model": EMBED, "keep_alive": 0}),
+                           ("/api/chat", {"model": EMBED, "keep_alive": 0,
+                                          "messages": []}),
+                           ("/api/generate", {"model": EMBED, "prompt": "x",
+                                              "keep_alive": 0}),
+                           ("/api/show", {"model": EMBED}),
+                           ("/api/embed", {"model": EMBED, "input": "hi"})):
+            r = call("POST", path, ana, json=body)
+            assert r.status_code == 403, (path, r.text)
+            assert "may not use" in r.json()["error"]
+            assert str(embedding_model_path) not in r.text
+        import time
+
+        time.sleep(2.5)  # the reaper looks every second
+        names = lambda r: [m["name"] for m in r.json()["models"]]  # noqa: E731
+        assert EMBED in names(call("GET", "/api/ps", teacher))
+        assert names(call("GET", "/api/ps", ana)) == [MODEL]
+        assert call("POST", "/api/show", ana, json={"model": MODEL}).status_code == 200
+        mine = call("GET", "/kit/status", ana).json()
+        assert set(mine["usage"]) == {"ana"} and mine["models"] == [MODEL]
+        assert [m["name"] for m in mine["loaded"]] == [MODEL]
+        everyone = call("GET", "/kit/status", teacher).json()
+        assert set(everyone["usage"]) == {"ana", "bob"}
+        assert {m["name"] for m in everyone["loaded"]} == {MODEL, EMBED}
+
+
+def test_wrong_keys_are_slowed_down_per_address(keys):
+    ana = add_key("ana")
+    late = add_key("late")
+    with start([MODEL], n_ctx=256, n_threads=1, quiet=True,
+               api_key="teacher-key-" + "t" * 24) as srv:
+        url = srv.url + "/v1/models"
+        auth = lambda k: {"Authorization": f"Bearer {k}"}  # noqa: E731
+        assert httpx.get(url, headers=auth(ana)).status_code == 200
+        codes = [httpx.get(url, headers=auth(f"kit-guess-{i}")).status_code
+                 for i in range(40)]
+        assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}
+        r = httpx.get(url, headers=auth("kit-guess-again"))
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert "Too many wrong API keys" in r.json()["error"]["message"]
+        import time
+
+        while int(r.headers["Retry-After"]) < 4:  # time enough for what follows
+            time.sleep(float(r.headers["Retry-After"]))
+            r = httpx.get(url, headers=auth("kit-guess-again"))
+            assert r.status_code == 429
+        # a key that worked from here before still works; an untried one waits
+        assert httpx.get(url, headers=auth(ana)).status_code == 200
+        assert httpx.get(url, headers=auth(late)).status_code == 429
+        assert "wrong API keys again and again" in srv.log(200)
+        assert ana not in srv.log(400) and "kit-guess" not in srv.log(400)

@@ -18,11 +18,13 @@ raises instead.
 """
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 
-from kit.errors import BadParameter, EmbeddingTruncated, KitError, TextTooLongToEmbed
+from kit.errors import (BadParameter, EmbeddingTruncated, KitError, TextTooLongToEmbed,
+                        TooMuchToEmbed)
 
 # Architectures llama.cpp runs as encoders (embedding models, not chat).
 ENCODER_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2",
@@ -104,14 +106,43 @@ def report_truncation(name: str, stats: EmbedStats, limit: int) -> None:
         stacklevel=3)
 
 
+def _lock_of(engine) -> threading.Lock:
+    """The engine's one llama.cpp context may run one embedding call at a time."""
+    with _LOCKS_LOCK:
+        return engine.__dict__.setdefault("_embed_lock", threading.Lock())
+
+
+_LOCKS_LOCK = threading.Lock()
+
+
 def embed_llama(engine, texts, *, batch_size: int | None = None, progress=None,
-                truncate: bool = True, normalize: bool = True):
+                truncate: bool = True, normalize: bool = True,
+                max_tokens: int | None = None, stop=None):
     """Embed texts with a llama.cpp engine loaded in embedding mode.
 
     Texts are tokenized once, cut to the context if needed, and packed
     several to a batch (up to n_batch tokens), as llama.cpp's own
-    embedding loop does; the rows come back in the order given.
+    embedding loop does; the rows come back in the order given. Calls from
+    several threads take turns (they share one llama.cpp context).
+    max_tokens: refuse (TooMuchToEmbed) more tokens than this in all;
+    stop: a threading.Event; once set, the work ends (ClientGone) between
+    batches (a server sets it when the client leaves).
     """
+    with _lock_of(engine):
+        return _embed_llama(engine, texts, batch_size=batch_size, progress=progress,
+                            truncate=truncate, normalize=normalize,
+                            max_tokens=max_tokens, stop=stop)
+
+
+def _stopped(stop) -> None:
+    if stop is not None and stop.is_set():
+        from kit.errors import ClientGone
+
+        raise ClientGone()
+
+
+def _embed_llama(engine, texts, *, batch_size, progress, truncate, normalize,
+                 max_tokens, stop):
     import numpy as np
 
     import llama_cpp
@@ -129,6 +160,8 @@ def embed_llama(engine, texts, *, batch_size: int | None = None, progress=None,
     t0 = time.perf_counter()
     tokens = []
     for i, text in enumerate(texts):
+        if i % 64 == 0:
+            _stopped(stop)
         ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         if len(ids) > limit:
             if not truncate:
@@ -137,6 +170,8 @@ def embed_llama(engine, texts, *, batch_size: int | None = None, progress=None,
             ids = ids[:limit - 1] + ids[-1:]  # keep the closing [SEP]
         tokens.append(ids)
         stats.tokens += len(ids)
+        if max_tokens is not None and stats.tokens > max_tokens:
+            raise TooMuchToEmbed(len(texts), max_tokens, i)
     out = np.empty((len(texts), n_embd), dtype=np.float32)
     # llama.cpp's C functions, as llama-cpp-python exports them (public API)
     batch = llama_cpp.llama_batch_init(llm.n_batch, 0, 1)
@@ -144,6 +179,7 @@ def embed_llama(engine, texts, *, batch_size: int | None = None, progress=None,
         with _bar(len(texts), progress, f"Embedding with {engine.name}") as bar:
             start = 0
             while start < len(texts):
+                _stopped(stop)
                 end, used = start, 0
                 while end < len(texts) and end - start < n_seq and \
                         used + len(tokens[end]) <= llm.n_batch:

@@ -35,6 +35,6 @@ from kit.errors.using import (
     ToolFailed, TrainingUnavailable, NotTextData, TrainingDataTooShort,
     TrainingTooLong, TrainingWontFit, UnsupportedArchitecture, TrainingInProgress,
     NoFillInMiddle, NotAnEmbeddingModel, NotAChatModel, TextTooLongToEmbed,
-    EmbeddingTruncated, BadTopCount, NoProbabilities
+    EmbeddingTruncated, BadTopCount, NoProbabilities, TooMuchToEmbed
 )
 from kit.errors.mcp import McpServerMissing, McpServerFailed

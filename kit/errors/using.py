@@ -196,6 +196,19 @@ class TextTooLongToEmbed(KitError):
         self.index, self.n_tokens, self.limit = index, n_tokens, limit
 
 
+class TooMuchToEmbed(KitError):
+    """More tokens in one embedding call than its limit allows (HTTP 400 on a server)."""
+
+    def __init__(self, n_texts: int, limit: int, index: int):
+        super().__init__(
+            f"These {n_texts} texts hold more than {limit:,} tokens (the limit "
+            f"for one request, passed at text #{index}). Send fewer or shorter "
+            "texts per request (for example 64 at a time, as the kit's remote "
+            "engine does)."
+        )
+        self.n_texts, self.limit, self.index = n_texts, limit, index
+
+
 class EmbeddingTruncated(UserWarning):
     """Some texts were cut to the embedding model's context (a warning)."""
 

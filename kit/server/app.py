@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
+import math
+
+from fastapi import Request  # at module level: route signatures name it
 
 from kit.errors import KitError, ServerBusy
-from kit.server.guard import MAX_BODY, RequestGuard, error_body
+from kit.server.guard import MAX_BODY, RequestGuard, Throttle, error_body
 from kit.server.models import BadRequest, ClientGone, ModelPool, error_status
 
 log = logging.getLogger("kit.server")
@@ -38,11 +42,15 @@ class RequireKey:
 
     Written as plain ASGI (not BaseHTTPMiddleware) so that streaming answers
     and client disconnects pass through untouched. The key is never logged.
+    Repeated wrong keys from one address are slowed down (HTTP 429 with
+    Retry-After, kit.server.guard.Throttle); a key that worked from there
+    before still passes.
     """
 
-    def __init__(self, app, api_key: str | None, ring=None):
+    def __init__(self, app, api_key: str | None, ring=None, throttle=None):
         self.app, self._key = app, (api_key or "").encode("utf-8")
         self.ring = ring  # kit.server.keys.KeyRing: a key per learner or table
+        self.throttle = throttle or Throttle()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -50,13 +58,26 @@ class RequireKey:
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization", b"")
         given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
+        address = (scope.get("client") or ("?",))[0]
+        token = hashlib.sha256(given).hexdigest()
+        wait = self.throttle.retry_after(address)
+        if wait and not self.throttle.trusted(address, token):
+            return await _too_many(send, scope.get("path", ""), wait)
         if given and self._key and hmac.compare_digest(given, self._key):
+            self.throttle.trust(address, token)
             return await self.app(scope, receive, send)
         entry = self.ring.check(given.decode("utf-8", "replace")) \
             if given and self.ring is not None else None
         if entry is not None:  # the pool counts its use and checks its models
+            self.throttle.trust(address, token)
             scope.setdefault("state", {})["kit_key"] = entry
             return await self.app(scope, receive, send)
+        if given:  # a wrong key (none at all is a mistake, not a guess)
+            wait = self.throttle.failed(address)
+            if wait:
+                log.warning("%s sent wrong API keys again and again: refused for "
+                            "%.0f s", address, wait)
+                return await _too_many(send, scope.get("path", ""), wait)
         message = ("Missing or wrong API key. Send the header 'Authorization: "
                    "Bearer KEY' (OpenAI clients: api_key=KEY; Ollama clients: "
                    "headers={'Authorization': 'Bearer KEY'}); ask the person "
@@ -66,6 +87,17 @@ class RequireKey:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"www-authenticate", b"Bearer")]})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _too_many(send, path: str, wait: float) -> None:
+    seconds = max(1, math.ceil(wait))
+    message = (f"Too many wrong API keys from this address: try again in {seconds} s, "
+               "with the key the person running the server gave you.")
+    body = json.dumps(error_body(path, 429, message)).encode()
+    await send({"type": "http.response.start", "status": 429,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"retry-after", str(seconds).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def route_paths(routes):
@@ -105,7 +137,7 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
     """
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from starlette.exceptions import HTTPException
@@ -168,8 +200,12 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
         return "kit server is running"
 
     @app.get("/kit/status")
-    async def status():
-        return JSONResponse(pool.status())
+    async def status(request: Request):
+        from kit.server.keys import scoped_status
+        from kit.server.models import room_key_of
+
+        # a room key sees its own use and models; the server's key sees all
+        return JSONResponse(scoped_status(pool.status(), room_key_of(request)))
 
     app.include_router(openai_api.router)
     app.include_router(openai_api.extras)

@@ -17,18 +17,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
 import time
 from typing import Literal, Optional, Union
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from kit.errors import ServerBusy
+from kit.errors import ClientGone, ServerBusy
 from kit.server.models import BadRequest, until_disconnect
 
 log = logging.getLogger("kit.server")
 openai_router = APIRouter(prefix="/v1")
 ollama_router = APIRouter(prefix="/api")
+
+# Caps on one request, as OpenAI's embeddings API has (2,048 inputs, 300,000
+# tokens): MiniLM reads roughly 5,000-20,000 tokens a second on two cores,
+# so a capped request ends within a minute or so and others get their turn.
+MAX_INPUTS = 2048
+MAX_TOKENS = 300_000
 
 
 class OpenAIEmbeddingRequest(BaseModel):
@@ -66,13 +73,21 @@ def _texts(value) -> list[str]:
 
 
 async def embed(request: Request, name: str | None, texts: list[str], **options):
-    """(name, vectors, tokens, load seconds): the model's embed() in its turn."""
+    """(name, vectors, tokens, load seconds): the model's embed() in its turn.
+
+    The model's queue is the one generations use; an encoder's slot admits
+    one request at a time (its one llama.cpp context). A client that leaves
+    stops the work between batches, and the next request waits until it has.
+    """
     pool = request.app.state.pool
-    name = pool.canonical(name)
-    model, load_s = await pool.ensure(request, name)
+    name = pool.canonical(name, request)
+    if len(texts) > MAX_INPUTS:
+        raise BadRequest(f"{len(texts):,} texts in one request: this server embeds "
+                         f"at most {MAX_INPUTS:,} per request (its cap on inputs). "
+                         "Send them in several requests.")
     slot = pool.slot(name)
     pool.counters["requests"] += 1
-    if slot.waiting >= pool.max_queue:
+    if slot.lock.locked() and slot.waiting >= pool.max_queue:
         pool.counters["refused"] += 1
         raise ServerBusy(name, slot.waiting, retry_after=max(1, slot.waiting))
     slot.waiting += 1
@@ -80,15 +95,38 @@ async def embed(request: Request, name: str | None, texts: list[str], **options)
         await until_disconnect(request, slot.lock.acquire(), undo=slot.lock.release)
     finally:
         slot.waiting -= 1
+    slot.active += 1  # busy: neither the memory budget nor keep_alive unloads it
     try:
-        vectors = await asyncio.to_thread(model.embed, texts, progress=False, **options)
+        model, load_s = await pool.ensure(request, name)
+        vectors = await _run(request, pool, name, model, texts, options)
         pool.counters["completed"] += 1
     finally:
+        slot.active -= 1
+        slot.idle_since = time.time()
         slot.lock.release()
     stats = getattr(model, "embed_stats", None)
     if stats is not None and stats.truncated:
         log.warning("%s: %s", name, stats.line())
     return name, vectors, (stats.tokens if stats else 0), load_s
+
+
+async def _run(request, pool, name, model, texts, options):
+    """model.embed in a thread; stopped (ClientGone) if the client leaves."""
+    stop = threading.Event()
+    work = asyncio.ensure_future(asyncio.to_thread(
+        model.embed, texts, progress=False, max_tokens=MAX_TOKENS, stop=stop, **options))
+    try:
+        return await until_disconnect(request, asyncio.shield(work))
+    except ClientGone:
+        stop.set()
+        try:  # the context is free for the next request only once the thread is out
+            await work
+        except BaseException:
+            pass
+        pool.counters["cancelled"] += 1
+        log.info("Cancelled embedding %d texts with %s (the client went away)",
+                 len(texts), name)
+        raise
 
 
 def _reduce(vectors, dimensions: int | None):

@@ -24,8 +24,9 @@ _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # how JSON writes one
 
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                 404: "invalid_request_error", 413: "invalid_request_error",
-                503: "server_busy"}
-OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found", 503: "server_busy"}
+                429: "requests", 503: "server_busy"}
+OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found",
+                429: "rate_limit_exceeded", 503: "server_busy"}
 
 
 def error_body(path: str, status: int, message: str) -> dict:
@@ -173,3 +174,71 @@ def _replay(body: bytes, receive):
         return await receive()
 
     return again
+
+
+class Throttle:
+    """Repeated failures from one address wait longer and longer (HTTP 429).
+
+    The first `free` failures within `window` seconds cost nothing (typos);
+    each one after that locks the address out for twice as long as the last
+    (1 s, 2 s, 4 s ... up to `longest`). While an address is locked out, a
+    caller refuses its attempts without checking them, so guessing gains
+    nothing by going faster. `trust(address, token)` remembers what worked
+    from an address (a key's hash), so a room whose learners share one
+    address (a hub's kernels all come from 127.0.0.1) is not locked out by
+    one learner's typos. Used for API keys here; a hub can use it for
+    passwords (one Throttle per thing guessed).
+
+    >>> t = Throttle(free=2); [t.failed("10.0.0.5") for _ in range(4)]
+    [0.0, 0.0, 1.0, 2.0]
+    """
+
+    def __init__(self, free: int = 10, window: float = 300.0, longest: float = 60.0,
+                 clock=None):
+        import time
+
+        self.free, self.window, self.longest = free, window, longest
+        self.clock = clock or time.monotonic
+        self._fails: dict[str, list[float]] = {}  # address: failure times
+        self._until: dict[str, float] = {}  # address: locked out until
+        self._trusted: dict[str, set] = {}
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        times = [t for t in self._fails.get(address, ()) if now - t < self.window]
+        if times:
+            self._fails[address] = times
+        else:
+            self._fails.pop(address, None)
+        return times
+
+    def retry_after(self, address: str) -> float:
+        """Seconds before `address` may try again (0: now)."""
+        left = self._until.get(address, 0.0) - self.clock()
+        if left <= 0:
+            self._until.pop(address, None)
+            return 0.0
+        return left
+
+    def failed(self, address: str) -> float:
+        """Count a failure; the seconds `address` is now locked out (0: none)."""
+        now = self.clock()
+        times = self._recent(address, now) + [now]
+        self._fails[address] = times
+        if len(self._fails) > 10_000:  # many addresses: forget the quiet ones
+            for quiet in [a for a in self._fails if not self._recent(a, now)]:
+                self._fails.pop(quiet, None)
+        over = len(times) - self.free
+        if over <= 0:
+            return 0.0
+        wait = min(self.longest, 2.0 ** min(over - 1, 30))
+        self._until[address] = now + wait
+        return wait
+
+    def trust(self, address: str, token: str) -> None:
+        """`token` (a key's hash) worked from `address`: let it through a lockout."""
+        known = self._trusted.setdefault(address, set())
+        if len(known) < 1000:
+            known.add(token)
+
+    def trusted(self, address: str, token: str) -> bool:
+        return token in self._trusted.get(address, ())

@@ -80,6 +80,7 @@ def add_key(name: str, models=(), path: Path | None = None) -> str:
     if not name or set(name) - NAME_CHARS or len(name) > 64:
         raise BadParameter("name", name, "letters, digits, '-', '_' or '.', "
                            "at most 64 (for example table-3)")
+    models = tuple(known_model(m) for m in models)
     path = path or keys_file()
     keys = read_keys(path)
     if name in keys and not keys[name].revoked:
@@ -88,6 +89,40 @@ def add_key(name: str, models=(), path: Path | None = None) -> str:
     keys[name] = RoomKey(name, _digest(key), time.time(), tuple(models))
     _write(keys, path)
     return key
+
+
+def known_model(name: str) -> str:
+    """`name` if it names a model this computer has or can pull (the catalog,
+    the embedding model), else ModelNotFound: a typo would lock a key out."""
+    from kit.errors import NotPulledYet
+    from kit.models.catalog import entries
+    from kit.models.registry import resolve
+
+    name = name.strip()
+    if name in {e["name"].split(":")[0] for e in entries()}:
+        return name  # a family: every size of it
+    try:
+        ref = resolve(name)
+    except NotPulledYet:
+        return name  # the instructor may pull it later
+    if not Path(ref.path).is_file():  # a .gguf path that is not there
+        from kit.errors import ModelFileMissing
+
+        raise ModelFileMissing(str(ref.path))
+    return ref.name if ref.name != name and Path(name).suffix == ".gguf" else name
+
+
+def scoped_status(status: dict, key: RoomKey | None) -> dict:
+    """What /kit/status shows a room key: its own use and its own models.
+
+    The server's own key (or no key at all) sees everything.
+    """
+    if key is None:
+        return status
+    return {**status,
+            "models": [m for m in status["models"] if key.allows(m)],
+            "loaded": [s for s in status["loaded"] if key.allows(s["name"])],
+            "usage": {n: u for n, u in status["usage"].items() if n == key.name}}
 
 
 def revoke_key(name: str, path: Path | None = None) -> None:

@@ -106,8 +106,6 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     allow_hosts: host names to answer for besides this computer's own;
     parallel: answers at once per model (None: from the memory budget).
     """
-    import logging
-
     import uvicorn
 
     from kit.server.app import create_app
@@ -140,7 +138,7 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     app = create_app(pool, api_key=api_key, on_ready=ready, max_body=max_body, ring=ring,
                      hosts=served_names(host, allow_hosts))
     config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=3)
-    logging.getLogger("uvicorn.access").addFilter(HideSecrets())
+    HideSecrets([api_key or ""]).install()  # after Config: it makes uvicorn's handlers
     server = uvicorn.Server(config)
     if parent_pid:
         threading.Thread(target=_watch_parent, args=(parent_pid, server),
@@ -157,16 +155,52 @@ def serve(models=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 
 
 class HideSecrets:
-    """A log filter: keys sent in a URL (?api_key=...) never reach the log."""
+    """A log filter: keys never reach the log, wherever a client put them.
+
+    It hides the server's own key and anything shaped like a room key
+    (kit-...), as sent or percent-encoded, anywhere in a line (a query
+    parameter of any name, a path segment), and the values of parameters
+    named like secrets (?api_key=..., ?token=...).
+
+    >>> HideSecrets(["s3cret-key"]).hide("GET /v1/x?k=s3cret%2Dkey")
+    'GET /v1/x?k=[hidden]'
+    """
 
     SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|"
                         r"password)=)[^&\s]*")
+    ROOM_KEY = re.compile(r"kit-[A-Za-z0-9_-]{20,}")  # kit.server.keys.add_key's
+
+    def __init__(self, keys=()):
+        self.keys = sorted({k for k in keys if k}, key=len, reverse=True)
+
+    def hide(self, text: str) -> str:
+        from urllib.parse import unquote_plus
+
+        for _ in range(3):  # %-encoded (even twice): judge and log the plain text
+            plain = unquote_plus(text)
+            if plain == text:
+                break
+            text = plain
+        for key in self.keys:
+            text = text.replace(key, "[hidden]")
+        return self.SECRET.sub(r"\1[hidden]", self.ROOM_KEY.sub("[hidden]", text))
 
     def filter(self, record) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.hide(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(self.SECRET.sub(r"\1[hidden]", a) if isinstance(a, str)
-                                else a for a in record.args)
+            record.args = tuple(self.hide(a) if isinstance(a, str) else a
+                                for a in record.args)
         return True
+
+    def install(self) -> None:
+        """On every handler that writes the server's log, and uvicorn's access log."""
+        import logging
+
+        logging.getLogger("uvicorn.access").addFilter(self)
+        for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "kit"):
+            for handler in logging.getLogger(name).handlers:
+                handler.addFilter(self)
 
 
 def served_names(host: str, extra=()) -> set[str]:

@@ -80,6 +80,7 @@ class Job:
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue = asyncio.Queue()
         self._on_done, self._over = on_done, False
+        self.ended = self.left_early = False  # the work is over; the client left first
         self.thread = threading.Thread(target=self._work, daemon=True,
                                        name=f"kit-gen-{slot.name}")
         self.thread.start()
@@ -105,10 +106,14 @@ class Job:
                 pass
 
     def _finish(self, last) -> None:
+        self.ended = True
         self._on_done(self)
         self.events.put_nowait(last)
 
     def cancel(self) -> None:
+        # Before the end, a cancel means the client left: counted as cancelled
+        # even where the engine's own stop reason says otherwise (a batch).
+        self.left_early = self.left_early or not self.ended
         self.stream.cancel()
 
     async def next(self):
@@ -181,17 +186,19 @@ class ModelPool:
         self._facts: dict = {}
 
     # -- names ------------------------------------------------------------
-    def canonical(self, name: str | None) -> str:
-        """The offered name for `name` ("smollm2", "smollm2:latest" work too)."""
-        if not name:
-            return self.default
-        if name in self.offered:
-            return name
-        base = name[:-7] if name.endswith(":latest") else name
+    def canonical(self, name: str | None, request=None) -> str:
+        """The offered name for `name` ("smollm2", "smollm2:latest" work too);
+        given a request, refused (403) if its room key may not use the model."""
+        base = name[:-7] if name and name.endswith(":latest") else name
         matches = [n for n in self.offered if n == base or n.split(":")[0] == base]
-        if len(matches) == 1:
-            return matches[0]
-        raise ModelNotFound(name, list(self.offered))
+        found = (self.default if not name else name if name in self.offered
+                 else matches[0] if len(matches) == 1 else None)
+        if found is None:
+            raise ModelNotFound(name, list(self.offered))
+        key = room_key_of(request)
+        if key is not None and not key.allows(found):
+            raise ModelNotAllowed(key.name, found, key.models)
+        return found
 
     def facts(self, name: str):
         from kit.modelfile import read_facts
@@ -204,15 +211,20 @@ class ModelPool:
     def slot(self, name: str, n_ctx: int | None = None) -> Slot:
         key = (name, n_ctx or self.n_ctx)
         if key not in self.slots:
+            from kit.engines.embed import is_embedding_model
             from kit.server.batch import default_parallel
 
-            parallel = self.parallel or default_parallel(
-                self.facts(name), key[1], self.memory_budget)
+            facts = self.facts(name)  # an encoder has one context: one text batch at a time
+            parallel = 1 if is_embedding_model(facts) else self.parallel or \
+                default_parallel(facts, key[1], self.memory_budget)
             self.slots[key] = Slot(name, self.offered[name], key[1], parallel=parallel)
         return self.slots[key]
 
-    def loaded(self) -> list[Slot]:
-        return [s for s in self.slots.values() if s.model is not None]
+    def loaded(self, request=None) -> list[Slot]:
+        """Loaded models (those the request's room key may use, given one)."""
+        key = room_key_of(request)
+        return [s for s in self.slots.values() if s.model is not None
+                and (key is None or key.allows(s.name))]
 
     def _make_room(self, slot: Slot) -> None:
         """Unload least recently used idle models until `slot` fits the budget."""
@@ -333,7 +345,7 @@ class ModelPool:
         self.counters["tokens"] += st.generated_tokens
         if getattr(job, "key_name", None):
             self.usage[job.key_name]["tokens"] += st.generated_tokens
-        if st.stop_reason == "cancelled":
+        if st.stop_reason == "cancelled" or job.left_early:
             self.counters["cancelled"] += 1
             log.info("Cancelled a generation of %s after %d tokens (the client "
                      "went away)", job.slot.name, st.generated_tokens)

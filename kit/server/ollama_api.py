@@ -128,7 +128,7 @@ async def tags(request: Request):
 async def ps(request: Request):
     pool = request.app.state.pool
     out = []
-    for slot in pool.loaded():
+    for slot in pool.loaded(request):  # a room key: its own models
         out.append({**_entry(pool, slot.name), "size": slot.bytes_needed,
                     "size_vram": 0, "context_length": slot.n_ctx,
                     "expires_at": keepalive.iso(keepalive.expires_at(slot))})
@@ -138,7 +138,7 @@ async def ps(request: Request):
 @router.post("/show")
 async def show(body: ShowRequest, request: Request):
     pool = request.app.state.pool
-    name = pool.canonical(body.model or body.name or "")
+    name = pool.canonical(body.model or body.name or "", request)
     facts = pool.facts(name)
     arch = facts.architecture
     info = {"general.architecture": arch, "general.parameter_count": facts.parameters,
@@ -226,7 +226,7 @@ def _refuse_images(images) -> None:
 async def generate(body: GenerateRequest, request: Request):
     t0 = time.perf_counter()
     pool = request.app.state.pool
-    name = pool.canonical(body.model)
+    name = pool.canonical(body.model, request)  # before keep_alive: the key's models
     _refuse_images(body.images)
     n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
     sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
@@ -265,7 +265,7 @@ async def generate(body: GenerateRequest, request: Request):
 async def chat(body: ChatRequest, request: Request):
     t0 = time.perf_counter()
     pool = request.app.state.pool
-    name = pool.canonical(body.model)
+    name = pool.canonical(body.model, request)  # before keep_alive: the key's models
     for m in body.messages:
         _refuse_images(m.images)
     tools = tools_api.chat_options(body.tools)
