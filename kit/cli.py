@@ -234,8 +234,12 @@ def _read_line(prompt: str) -> str:
     """input(), except from a pipe: there it waits in short steps, so Ctrl-C
     is felt at once even when the signal lands on one of llama.cpp's or
     numpy's threads (a read() in the main thread would not notice it)."""
-    if sys.stdin.isatty() or os.name != "posix":
+    if sys.stdin.isatty():
         return input(prompt)  # a terminal keeps its line editing and history
+    if os.name != "posix":
+        text = input(prompt)
+        print(text)  # a pipe's text is not echoed: show the question
+        return text
     import select
 
     sys.stdout.write(prompt)
@@ -247,8 +251,10 @@ def _read_line(prompt: str) -> str:
         ch = os.read(fd, 1)
         if not ch and not line:
             raise EOFError
-        if not ch or ch == b"\n":
-            return line.decode("utf-8", "replace")
+        if not ch or ch == b"\n":  # echo it, so a transcript shows the question
+            text = line.decode("utf-8", "replace")
+            print(text, flush=True)
+            return text
         line += ch
 
 

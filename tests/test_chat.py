@@ -163,3 +163,19 @@ def test_notebook_06_raw_example_writes_a_continuation(model):
     assert not first.rstrip().endswith("?")
     stream = model.generate(first, temperature=0, max_tokens=60)
     assert len(stream.text.split()) > 5 and stream.stats.generated_tokens > 10
+
+
+def test_kit_chat_from_a_pipe_echoes_each_question():
+    import os
+    import subprocess
+    import sys
+
+    script = "What is the capital of France? One word.\n/bye\n"
+    out = subprocess.run([sys.executable, "-m", "kit", "chat", "smollm2:135m",
+                          "--max-tokens", "8", "--temperature", "0"], input=script,
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    # the transcript reads as a conversation: each prompt, then what was typed
+    assert ">>> What is the capital of France? One word.\n" in out.stdout
+    assert ">>> /bye\n" in out.stdout

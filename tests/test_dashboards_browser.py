@@ -167,6 +167,39 @@ def test_chat_streams_stops_and_exports(browser, tmp_path):
     assert data["model"]["sha256"] == STARTER["sha256"]
 
 
+def test_chat_queues_messages_typed_fast_and_loses_no_key(browser, tmp_path):
+    # A learner in a hurry: two messages typed at 20 ms a key, Enter after
+    # each, without waiting; a third while the answers are being written.
+    first = "Tell me about the library in five paragraphs."
+    second = "What is 2 + 2?"
+    third = "And what is 3 + 3?"
+    with voila("chat", tmp_path) as url:
+        page = open_dashboard(browser, url, PROMPT_BOX)
+        page.wait_for_function("document.querySelector('.kit-chat-status')"
+                               ".innerText.includes('Ready')", timeout=READY_S)
+        box = page.locator(PROMPT_BOX)
+        box.press_sequentially(first, delay=20)
+        box.press("Enter")
+        box.press_sequentially(second, delay=20)
+        box.press("Enter")
+        page.wait_for_selector(".kit-chat-queued", timeout=30_000)
+        box.press_sequentially(third, delay=20)
+        box.press("Enter")
+        page.wait_for_function("document.querySelectorAll('.kit-chat-user')"
+                               ".length === 3", timeout=30_000)
+        waiting = page.inner_text(".kit-chat-status")
+        shot(page, "dashboard-chat-queued")
+        assert "waiting" in waiting, waiting
+        page.wait_for_function("document.querySelectorAll('.kit-chat-assistant')"
+                               ".length === 3", timeout=300_000)
+        page.wait_for_selector(".kit-chat-send:not([disabled])", timeout=300_000)
+        said = user_bubbles(page)
+        assert said == [first, second, third], said
+        assert page.query_selector(".kit-chat-queued") is None
+        page.wait_for_function(f"document.querySelector({json.dumps(PROMPT_BOX)})"
+                               ".value === ''", timeout=10_000)
+
+
 def test_arena_blind_vote(browser, tmp_path):
     with voila("arena", tmp_path) as url:
         page = open_dashboard(browser, url, ".kit-arena-prompt textarea")

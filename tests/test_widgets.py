@@ -54,7 +54,7 @@ def test_enter_sends_and_the_reply_streams(chat):
     # 48 tokens: long enough to span several redraws (a one-word answer can
     # finish within two on a fast machine)
     press_enter(chat, "Describe Paris, the capital of France, in a few sentences.")
-    assert chat.prompt.value == "" and chat.stop_button.disabled is False
+    assert chat.unsent == "" and chat.stop_button.disabled is False
     chat.wait()
     assert len(set(seen)) >= 3, "the reply should grow piece by piece"
     lengths = [len(v) for v in seen]
@@ -66,14 +66,55 @@ def test_enter_sends_and_the_reply_streams(chat):
     assert chat.send_button.disabled is False and chat.stop_button.disabled is True
 
 
-def test_enter_while_answering_keeps_the_text_and_says_why(chat):
-    chat.max_tokens.value = 64
+def test_enter_while_answering_queues_the_message_and_says_so(chat):
+    chat.max_tokens.value = 32
     press_enter(chat, "Count to twenty.")
     press_enter(chat, "Second question")
-    assert chat.prompt.value == "Second question"  # kept, newline dropped
-    assert "Still answering" in chat.status.value
+    assert chat.unsent == "" and [t for t, _ in chat.queue] == ["Second question"]
+    assert "1 message waiting" in chat.status.value  # and why it waits
+    waiting = chat.history.children[-1]
+    assert "kit-chat-queued" in waiting._dom_classes and "waits" in waiting.value
     chat.wait()
-    assert sum(t["role"] == "user" for t in chat.conv.turns) == 1
+    said = [t["content"] for t in chat.conv.turns if t["role"] == "user"]
+    assert said == ["Count to twenty.", "Second question"]
+    assert "kit-chat-queued" not in waiting._dom_classes and chat.queue == []
+    assert [t["role"] for t in chat.conv.turns][-1] == "assistant"
+
+
+def test_keys_typed_fast_arrive_together_and_are_never_merged(chat):
+    # The browser sends keys in batches while the kernel is busy: Enter and
+    # the first letters of the next message can arrive in one update.
+    chat.max_tokens.value = 32
+    chat.prompt.value = "Tell me about libraries in five paragraphs.\nW"
+    assert chat.unsent == "W"  # kept in the box: nothing rewritten under the keys
+    chat.prompt.value = "Tell me about libraries in five paragraphs.\nWhat is 2 + 2?"
+    assert chat.unsent == "What is 2 + 2?"
+    chat.prompt.value += "\n"
+    chat.wait()
+    said = [t["content"] for t in chat.conv.turns if t["role"] == "user"]
+    assert said == ["Tell me about libraries in five paragraphs.", "What is 2 + 2?"]
+    deadline = time.monotonic() + 5
+    while chat.prompt.value and time.monotonic() < deadline:
+        time.sleep(0.05)  # once typing pauses, the sent lines leave the box
+    assert chat.prompt.value == "" and chat.unsent == ""
+
+
+def test_keys_typed_while_the_box_is_emptied_are_kept(chat):
+    from kit.widgets.chat import QUIET_S
+
+    chat.max_tokens.value = 16
+    press_enter(chat, "Name a fruit.")
+    time.sleep(QUIET_S * 2)
+    assert chat.prompt.value == ""  # the pause emptied the box
+    # The browser had typed "Wh" before it saw the box emptied, so it sends
+    # the old text with those keys; then the emptied box with the next keys.
+    chat.prompt.value = "Name a fruit.\nWh"
+    chat.prompt.value = "at colour is it?"
+    assert chat.unsent == "What colour is it?"
+    chat.prompt.value += "\n"
+    chat.wait()
+    said = [t["content"] for t in chat.conv.turns if t["role"] == "user"]
+    assert said == ["Name a fruit.", "What colour is it?"]
 
 
 def test_a_message_too_long_says_what_the_page_can_do(tmp_path):
@@ -124,13 +165,14 @@ def test_stop_ends_the_answer_and_keeps_it(chat):
     assert "stopped by you" in chat.status.value
 
 
-def test_empty_or_busy_sends_are_ignored(chat):
+def test_empty_sends_are_ignored_and_reset_forgets_what_waits(chat):
     assert chat.ask("   ") is False
     chat.max_tokens.value = 64
     assert chat.ask("Count to twenty.") is True
-    assert chat.ask("Another one") is False  # one answer at a time
-    chat.wait()
-    assert sum(t["role"] == "user" for t in chat.conv.turns) == 1
+    assert chat.ask("Another one") is True  # waits its turn
+    assert chat.busy and len(chat.queue) == 1
+    chat.reset_button.click()  # forgets what waits
+    assert chat.queue == [] and not chat.busy and chat.conv.turns == []
 
 
 def test_a_full_context_drops_old_turns_with_a_visible_notice(tmp_path):

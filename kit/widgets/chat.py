@@ -21,12 +21,17 @@ from kit.chat import RESERVE, Conversation, default_folder, export
 from kit.errors import KitError, PromptTooLong
 
 UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
+QUIET_S = 0.5  # the box is emptied of sent lines once typing has paused this long
+STALE_S = 2.0  # how long after emptying it a message from the browser may predate it
 _STYLE = """<style>
 .kit-msg {padding: 4px 10px; margin: 3px 0; border-radius: 8px; max-width: 95%}
 .kit-msg p {margin: 2px 0}
 .kit-user {background: #e8f0fe} .kit-assistant {background: #f3f3f3}
 .kit-notice {background: #fff4ce; font-size: 90%}
 .kit-error {background: #fde7e9}
+.kit-chat-queued {opacity: 0.6}
+.kit-chat-prompt textarea {height: 2em; line-height: 2em; padding-top: 0;
+  padding-bottom: 0; resize: none}
 </style>"""
 
 
@@ -73,6 +78,19 @@ class ChatWidget(W.VBox):
         self.stream = None  # the answer being generated, for Stop
         self._thread: threading.Thread | None = None
         self._load_lock = threading.Lock()
+        # Messages sent while an answer is being written wait here, in order,
+        # each with its bubble (marked "waiting") in the log.
+        self.queue: list[tuple[str, W.HTML]] = []
+        self._queue_lock, self._box_lock = threading.RLock(), threading.RLock()
+        # The message box belongs to the browser while the learner types: the
+        # kernel never rewrites it then (a rewrite in flight would erase the
+        # keys typed meanwhile). Sent lines (`_taken`) stay at the top of the
+        # box, out of sight in its one visible row, until typing pauses.
+        self._taken, self._lost, self._last_key = "", "", 0.0  # _lost: see _clear_sent
+        self._stale = ("", 0.0)  # text removed from the box, and until when it may echo
+        self._clear_timer: threading.Timer | None = None
+        self._writing = self._stop_asked = False
+        self._working = False  # answering; cleared only when the queue is empty
 
         self.model_pick = W.Dropdown(options=names if model in names else [model, *names],
                                      value=model, description="Model")
@@ -97,6 +115,8 @@ class ChatWidget(W.VBox):
         # to the text, and text and newline reach the kernel in one update.
         # (A Text box's separate "submit" message can overtake the last
         # keystrokes when typing fast, sending a cut or an older message.)
+        # Keys typed fast may arrive together ("...?\nWh"): each line up to
+        # a newline is one message, the rest stays (see _on_prompt_change).
         self.prompt = W.Textarea(placeholder="Type a message and press Enter",
                                  rows=1, continuous_update=True,
                                  layout=W.Layout(flex="1"))
@@ -139,30 +159,51 @@ class ChatWidget(W.VBox):
     # -- actions ------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """An answer is being written (or messages wait for their turn)."""
+        return self._working
+
+    @property
+    def unsent(self) -> str:
+        """What is typed in the box and not sent yet."""
+        with self._box_lock:
+            value = self.prompt.value
+            taken = self._taken if value.startswith(self._taken) else ""
+            return self._lost + value[len(taken):]
 
     def ask(self, text: str | None = None) -> bool:
-        """Send text (default: what is typed); False if busy or empty."""
-        text = (self.prompt.value if text is None else text).strip()
-        if not text or self.busy:
+        """Send text (default: what is typed); False if empty. While an answer
+        is being written it waits its turn (`.queue`), shown in the log."""
+        if text is None:
+            with self._box_lock:
+                text = self.unsent
+                if text.strip():  # all of the box is sent now
+                    self._taken, self._lost = self.prompt.value, ""
+                    self._schedule_clear()
+        text = text.strip()
+        if not text:
             return False
-        self.prompt.value = ""
-        self.send_button.disabled, self.stop_button.disabled = True, False
-        self._thread = threading.Thread(target=self._answer, args=(text,), daemon=True)
-        self._thread.start()
+        self._submit(text)
         return True
 
     def stop(self) -> None:
+        """Stop the answer being written (messages waiting still get theirs)."""
+        self._stop_asked = True  # also felt by an answer still loading its model
         if self.stream is not None:
             self.stream.cancel()
 
     def wait(self, timeout: float = 60) -> None:
-        """Block until the current answer is finished (for tests and scripts)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Block until every answer is finished (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while self._thread is not None and time.monotonic() < deadline:
+            thread = self._thread
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is self._thread:
+                break
 
     def reset(self) -> None:
-        """Stop any answer and forget the conversation."""
+        """Forget the waiting messages, stop any answer, forget the conversation."""
+        with self._queue_lock:
+            self.queue.clear()
         self.stop()
         self.wait(5)
         self.conv.clear()
@@ -185,17 +226,93 @@ class ChatWidget(W.VBox):
 
     # -- inside -------------------------------------------------------------
     def _on_prompt_change(self, change) -> None:
-        """Enter pressed (a newline arrived): send the text the box showed."""
-        text = change["new"]
-        if "\n" not in text:
+        """Keys arrived: each finished line (Enter) is a message; the rest stays."""
+        with self._box_lock:
+            if self._writing:  # the kernel's own emptying of the box
+                return
+            value, now = change["new"], time.monotonic()
+            self._last_key = now
+            stale, until = self._stale
+            if stale and now < until and value.startswith(stale):
+                # Typed before the browser saw the box emptied: the browser has
+                # dropped these keys from the box, so keep them here.
+                extra = value[len(stale):]
+                if "\n" in extra:
+                    done, extra = extra.rsplit("\n", 1)
+                    self._stale = (stale + done + "\n", until)
+                    self._send_lines(done)
+                self._lost = extra
+                return
+            self._stale = ("", 0.0)  # the browser has the emptied box now
+            if not value.startswith(self._taken):
+                self._taken = ""  # emptied, or the learner edited sent lines
+            unsent = self._lost + value[len(self._taken):]
+            if "\n" in unsent:
+                done, rest = unsent.rsplit("\n", 1)
+                self._taken, self._lost = value[:len(value) - len(rest)], ""
+                self._send_lines(done)
+            self._schedule_clear()
+
+    def _send_lines(self, text: str) -> None:
+        for line in text.split("\n"):
+            if line.strip():
+                self._submit(line.strip())
+
+    def _schedule_clear(self) -> None:
+        if not self._taken:
             return
-        if self.busy:  # keep the text, drop the newline, say why nothing happened
-            self.prompt.value = " ".join(text.split("\n")).strip()
-            self.status.value = ("Still answering: wait, or press Stop, then "
-                                 "press Enter again.")
-            return
-        if not self.ask(text.replace("\n", " ")):
-            self.prompt.value = ""  # only newlines: nothing to send
+        if self._clear_timer is not None:
+            self._clear_timer.cancel()
+        self._clear_timer = threading.Timer(QUIET_S, self._clear_sent)
+        self._clear_timer.daemon = True
+        self._clear_timer.start()
+
+    def _clear_sent(self) -> None:
+        """Typing paused and everything typed is sent: empty the box."""
+        with self._box_lock:
+            if time.monotonic() - self._last_key < QUIET_S * 0.9:
+                return self._schedule_clear()  # a key came in meanwhile
+            value = self.prompt.value
+            if not self._taken or value != self._taken or self._lost:
+                return  # half a message is typed: leave it until the next pause
+            self._writing = True
+            try:
+                self.prompt.value = ""
+            finally:
+                self._writing = False
+            self._stale = (self._taken, time.monotonic() + STALE_S)
+            self._taken = ""
+
+    def _submit(self, text: str) -> None:
+        """Answer now, or after the answers already asked for."""
+        with self._queue_lock:
+            if self._working:
+                bubble = self._add("user", markdown_html(text)
+                                   + "<i>(waits for the answer above)</i>")
+                bubble.add_class("kit-chat-queued")
+                self.queue.append((text, bubble))
+                self.status.value = f"Still answering{self._waiting()}"
+                return
+            self._working = True
+        self.send_button.disabled, self.stop_button.disabled = True, False
+        self._thread = threading.Thread(target=self._work, args=(text, None), daemon=True)
+        self._thread.start()
+
+    def _waiting(self) -> str:
+        n = len(self.queue)
+        return (f" · {n} message{'s' if n > 1 else ''} waiting: each is sent when "
+                "the answer before it ends") if n else ""
+
+    def _work(self, text: str, bubble) -> None:
+        """Answer, then each waiting message in turn."""
+        while True:
+            self._answer(text, bubble)
+            with self._queue_lock:
+                if not self.queue:
+                    self._working = False
+                    self.send_button.disabled, self.stop_button.disabled = False, True
+                    return
+                text, bubble = self.queue.pop(0)
 
     def _add(self, kind: str, body_html: str) -> W.HTML:
         item = W.HTML(_bubble(kind, body_html))
@@ -231,14 +348,21 @@ class ChatWidget(W.VBox):
         self.meter.max, self.meter.value = use.n_ctx, min(use.used, use.n_ctx)
         self.context.value = html.escape(use.line())
 
-    def _answer(self, text: str) -> None:
-        self._add("user", markdown_html(text))
+    def _answer(self, text: str, bubble=None) -> None:
+        if bubble is None:
+            self._add("user", markdown_html(text))
+        else:  # its turn has come
+            bubble.value = _bubble("user", markdown_html(text))
+            bubble.remove_class("kit-chat-queued")
+        self.stop_button.disabled, self._stop_asked = False, False
         try:
             model = self._model()
             self.conv.system = self.system.value.strip()
             seen = len(self.conv.notices)
             self.stream = self.conv.ask(model, text, temperature=self.temperature.value,
                                         max_tokens=self.max_tokens.value)
+            if self._stop_asked:
+                self.stream.cancel()
             for note in self.conv.notices[seen:]:
                 self._add("notice", html.escape(note))
             reply = self._add("assistant", "<i>...</i>")
@@ -248,8 +372,8 @@ class ChatWidget(W.VBox):
                 now = time.monotonic()
                 if now - last >= UPDATE_EVERY_S:
                     reply.value = _bubble("assistant", markdown_html("".join(parts)))
-                    self.status.value = (f"Generating... "
-                                         f"{self.stream.stats.generated_tokens} tokens")
+                    self.status.value = (f"Generating... {self.stream.stats.generated_tokens}"
+                                         f" tokens{self._waiting()}")
                     last = now
             reply.value = _bubble("assistant", markdown_html("".join(parts)) or "<i>(no text)</i>")
             for note in self.stream.stats.notices:
@@ -272,4 +396,3 @@ class ChatWidget(W.VBox):
             self.status.value = "Not answered: the reason is the last message in the chat."
         finally:
             self.stream = None
-            self.send_button.disabled, self.stop_button.disabled = False, True
