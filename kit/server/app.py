@@ -122,8 +122,8 @@ def unsupported_route(request, why: str) -> str:
     message = (f"{request.method} {path} is not offered by this kit server ({why}). "
                f"Its {api} routes: {', '.join(offered)}.")
     if api == "Ollama":
-        message += (" Models are added on the server's computer (`kit pull`), not "
-                    "through the API.")
+        message += (" Models come from the kit's catalogue (/api/pull, or `kit pull` "
+                    "on the server's computer); this server pushes none.")
     return message
 
 
@@ -146,7 +146,7 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
     from kit.engines.llamacpp import import_llama_cpp
 
     import_llama_cpp()  # the kit's one way in: OpenMP's settings before openai_api loads it
-    from kit.server import embed_api, ollama_api, openai_api
+    from kit.server import embed_api, manage_api, ollama_api, openai_api, responses_api
 
     @asynccontextmanager
     async def lifespan(app):
@@ -212,6 +212,8 @@ def create_app(pool: ModelPool, api_key: str | None = None, on_ready=None,
     app.include_router(ollama_api.router)
     app.include_router(embed_api.openai_router)
     app.include_router(embed_api.ollama_router)
+    app.include_router(responses_api.router)  # OpenAI's Responses API
+    app.include_router(manage_api.router)  # Ollama's pull, create, copy, delete
     app.add_middleware(RequestGuard, max_body=max_body, hosts=hosts)
     if api_key or ring is not None:  # added last, so it runs first
         app.add_middleware(RequireKey, api_key=api_key, ring=ring)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from kit.server import keepalive, logprobs_api, tools_api
 from kit.server.answer import begin, finish_reason
 from kit.server.models import BadRequest, error_status, needs_schema_support
+from kit.server.presets import Preset, modelfile_lines, preset
 
 router = APIRouter(prefix="/api")
 
@@ -54,6 +55,7 @@ class GenerateRequest(BaseModel):
     keep_alive: Any = None
     logprobs: bool = False
     top_logprobs: Optional[int] = None
+    think: Union[bool, str, None] = None  # refused: no model here thinks yet
     model_config = {"extra": "allow"}
 
 
@@ -75,6 +77,7 @@ class ChatRequest(BaseModel):
     keep_alive: Any = None
     logprobs: bool = False
     top_logprobs: Optional[int] = None
+    think: Union[bool, str, None] = None
     model_config = {"extra": "allow"}
 
 
@@ -145,8 +148,13 @@ async def show(body: ShowRequest, request: Request):
             f"{arch}.context_length": facts.context_length,
             f"{arch}.embedding_length": facts.embedding_length,
             f"{arch}.block_count": facts.block_count}
-    return {"modelfile": f"# served by the kit\nFROM {pool.offered[name]}\n",
-            "parameters": "", "template": facts.chat_template or "",
+    made = modelfile_lines(name)  # a model made with /api/create: its preset
+    return {"modelfile": f"# served by the kit\nFROM {pool.offered[name]}\n"
+            + "".join(line + "\n" for line in made),
+            "parameters": "\n".join(line.split(" ", 1)[1] for line in made
+                                     if line.startswith("PARAMETER ")),
+            "system": preset(name).system or "",
+            "template": facts.chat_template or "",
             "details": _details(facts), "model_info": info,
             "capabilities": ["completion"],
             "modified_at": _entry(pool, name)["modified_at"]}
@@ -222,14 +230,32 @@ def _refuse_images(images) -> None:
         raise BadRequest("Images are not supported: this server handles text only.")
 
 
+def _refuse_think(name: str, think) -> None:
+    """think=True (or a level) gets Ollama's answer for a model that cannot think."""
+    if think not in (None, False):
+        raise BadRequest(f'"{name}" does not support thinking: no model the kit '
+                         "serves reasons before it answers yet. Leave think out (or "
+                         "send think=false).")
+
+
+def _with_preset(name: str, options: Options | None) -> tuple[Preset, Options]:
+    """A created model's preset (kit.server.presets), and the request's options
+    over the preset's."""
+    made_for = preset(name)
+    sent = options.model_dump(exclude_unset=True) if options else {}
+    return made_for, Options(**made_for.ollama_options(sent))
+
+
 @router.post("/generate")
 async def generate(body: GenerateRequest, request: Request):
     t0 = time.perf_counter()
     pool = request.app.state.pool
     name = pool.canonical(body.model, request)  # before keep_alive: the key's models
     _refuse_images(body.images)
-    n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
-    sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
+    _refuse_think(name, body.think)
+    made_for, options = _with_preset(name, body.options)
+    n_ctx = options.num_ctx or pool.n_ctx
+    sampling, schema = _sampling(options, n_ctx), _schema(body.format)
     probs = logprobs_api.options(body.logprobs, body.top_logprobs, "generate")
     made = {}  # the model's stream, for its token probabilities
     pieces = logprobs_api.Pieces(made) if probs else None
@@ -254,6 +280,7 @@ async def generate(body: GenerateRequest, request: Request):
             return made["stream"]
         messages = ([{"role": "system", "content": body.system}] if body.system else [])
         messages.append({"role": "user", "content": body.prompt})
+        messages = made_for.messages(messages)
         made["stream"] = model.chat(messages, **sampling, **extra, **probs)
         return made["stream"]
 
@@ -268,11 +295,13 @@ async def chat(body: ChatRequest, request: Request):
     name = pool.canonical(body.model, request)  # before keep_alive: the key's models
     for m in body.messages:
         _refuse_images(m.images)
+    _refuse_think(name, body.think)
     tools = tools_api.chat_options(body.tools)
     if tools and _schema(body.format) is not None:
         raise BadRequest("Send tools or format, not both.")
-    n_ctx = (body.options.num_ctx if body.options else None) or pool.n_ctx
-    sampling, schema = _sampling(body.options, n_ctx), _schema(body.format)
+    made_for, options = _with_preset(name, body.options)
+    n_ctx = options.num_ctx or pool.n_ctx
+    sampling, schema = _sampling(options, n_ctx), _schema(body.format)
     probs = logprobs_api.options(body.logprobs, body.top_logprobs, "chat")
     if tools and probs:
         raise BadRequest("logprobs are not returned with tools: ask for one or the other.")
@@ -291,7 +320,7 @@ async def chat(body: ChatRequest, request: Request):
         return _unloaded(pool, name, wrap)
     if not body.messages:
         return await _just_load(request, pool, name, n_ctx, wrap, t0)
-    messages = tools_api.messages_in(body.messages)
+    messages = made_for.messages(tools_api.messages_in(body.messages))
 
     def make_stream(model):
         needs_schema_support(model, schema)

@@ -25,6 +25,7 @@ from kit.errors import BadSchema
 from kit.server import logprobs_api, tools_api
 from kit.server.answer import begin, finish_reason
 from kit.server.models import BadRequest, error_status, needs_schema_support
+from kit.server.presets import preset
 
 router = APIRouter(prefix="/v1")
 extras = APIRouter(prefix="/extras")  # llama-cpp-python's tokenizer endpoints
@@ -118,6 +119,18 @@ def _sampling(body, n_ctx: int, max_tokens) -> dict:
                 stop=(stop,) if isinstance(stop, str) else tuple(stop or ()))
 
 
+def _preset_for(name: str, body, sampling: dict):
+    """A created model's preset (kit.server.presets) and the sampling with its
+    options wherever the request set none."""
+    made_for = preset(name)
+    sent = body.model_fields_set
+    named = {k for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty",
+                         "seed", "stop") if k in sent}
+    if sent & {"max_tokens", "max_completion_tokens"}:
+        named.add("max_tokens")
+    return made_for, made_for.sampling(sampling, named)
+
+
 def _usage(stats) -> dict:
     return {"prompt_tokens": stats.prompt_tokens,
             "completion_tokens": stats.generated_tokens,
@@ -192,6 +205,8 @@ async def chat_completions(body: ChatRequest, request: Request):
     if tools and schema is not None:
         raise BadRequest("Send tools or response_format, not both.")
     sampling = _sampling(body, pool.n_ctx, body.max_completion_tokens or body.max_tokens)
+    made_for, sampling = _preset_for(name, body, sampling)  # a model made by /api/create
+    messages = made_for.messages(messages)
     extra = {"json_schema": schema} if schema is not None else {}
     extra.update(logprobs_api.options(body.logprobs, body.top_logprobs, "chat"))
     if tools and "logprobs" in extra:
@@ -251,7 +266,7 @@ async def completions(body: CompletionRequest, request: Request):
     if not isinstance(prompt, str) or not (prompt or body.suffix):
         raise BadRequest("The prompt is empty: send the text to continue as "
                          "\"prompt\".")
-    sampling = _sampling(body, pool.n_ctx, body.max_tokens)
+    sampling = _preset_for(name, body, _sampling(body, pool.n_ctx, body.max_tokens))[1]
     rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     echo = prompt if body.echo else ""
     probs = logprobs_api.options(body.logprobs is not None, body.logprobs, "completions")
