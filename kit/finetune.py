@@ -15,126 +15,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.errors import (BadParameter, KitError, NotTextData, OutputExists,
-                        TrainingDataTooShort, TrainingInProgress, TrainingTooLong,
-                        TrainingWontFit, UnsupportedArchitecture)
+from kit.errors import (OutputExists, TrainingTooLong, TrainingWontFit,
+                        UnsupportedArchitecture)
+from kit.finetune_data import Prepared, bundled, prepare, read_data, split_windows
+from kit.finetune_guard import (CTX_STEP, StepClock, check_settings, claim,
+                                estimate_tokens, minutes, release, remove_leftovers)
 
 SUPPORTED_ARCHS = ("llama",)  # the training path is run and tested on these
-DATA_DIR = Path(__file__).parent / "data"
-BUNDLED = {"library": "larkspur_library.txt", "library-qa": "larkspur_library_qa.jsonl",
-           "general": "general_knowledge.json"}
-CTX_STEP = 256  # llama.cpp makes contexts in steps of 256 (128 becomes 256)
 # F32 training arithmetic per thread and second (a step is 6 x weights x
 # tokens), measured with the starter on this kind of laptop core when idle
 FLOPS_PER_THREAD = 15e9
 OVERHEAD = 400_000_000  # Python, the tokenizer's model, buffers (measured)
-
-
-def bundled(name: str = "library") -> Path:
-    """A data file shipped with the kit: 'library', 'library-qa' or 'general'."""
-    if name not in BUNDLED:
-        raise KitError(f"No bundled data {name!r}. Choose one of: {', '.join(BUNDLED)}.")
-    return DATA_DIR / BUNDLED[name]
-
-
-def read_data(path) -> tuple[str, object]:
-    """('text', str) or ('chat', [{'question':..., 'answer':...} or messages])."""
-    path = Path(path).expanduser()
-    raw = path.read_bytes() if path.is_file() else None
-    if raw is None or b"\x00" in raw[:65536] or not raw.strip():
-        raise NotTextData(path, "there is no such file" if raw is None else "it is "
-                          "empty" if not raw.strip() else "it holds binary bytes "
-                          "(a model, a PDF, an image?)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NotTextData(path, f"it is not UTF-8 text ({exc.reason} at byte "
-                          f"{exc.start})") from exc
-    if path.suffix.lower() not in (".json", ".jsonl"):
-        return "text", text
-    try:
-        items = (json.loads(text) if path.suffix.lower() == ".json" else
-                 [json.loads(line) for line in text.splitlines() if line.strip()])
-    except json.JSONDecodeError as exc:
-        raise NotTextData(path, f"it is not valid JSON ({exc})") from exc
-    if not (isinstance(items, list) and items and all(isinstance(i, dict) and (
-            {"question", "answer"} <= set(i) or "messages" in i) for i in items)):
-        raise NotTextData(path, "each item needs \"question\" and \"answer\" "
-                          "(or \"messages\")")
-    return "chat", items
-
-
-def chat_texts(llm, items, system: str | None = None) -> list[str]:
-    """Each pair written out with the model's own chat template, answer included."""
-    from llama_cpp import llama_vocab_get_text
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    from kit.engines.llamacpp import FALLBACK_TEMPLATE, vocab_of
-    vocab = vocab_of(llm)  # public: llama.cpp's own vocabulary calls
-    text = lambda t: llama_vocab_get_text(vocab, t).decode() if t != -1 else ""  # noqa: E731
-    fmt = Jinja2ChatFormatter(
-        template=(llm.metadata or {}).get("tokenizer.chat_template") or FALLBACK_TEMPLATE,
-        eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()),
-        add_generation_prompt=False)  # the answer follows: no empty turn after it
-    out = []
-    for item in items:
-        msgs = item.get("messages") or [{"role": "user", "content": item["question"]},
-                                        {"role": "assistant", "content": item["answer"]}]
-        if system and msgs[0]["role"] != "system":
-            msgs = [{"role": "system", "content": system}, *msgs]
-        out.append(fmt(messages=msgs).prompt)
-    return out
-
-
-@dataclass
-class Prepared:
-    """Training data as the model's tokens, plus what it was made from."""
-
-    tokens: list
-    kind: str  # "text" or "chat"
-    n_examples: int
-    source: str
-    first_text: str = ""  # the first example as the model sees it
-
-
-def prepare(model=None, data=None, system: str | None = None,
-            max_tokens: int | None = None) -> Prepared:
-    """Read a data file (or a list of question/answer dicts) into tokens."""
-    from kit.engines import load
-
-    if isinstance(data, list):
-        kind, content, source = "chat", data, "pairs"
-    else:
-        kind, content = read_data(data if data is not None else bundled())
-        source = str(data)
-    llm = load(model, n_ctx=512, quiet=True, check_fit=False).llm  # the tokenizer
-    if kind == "text":
-        texts, tokens = [content], llm.tokenize(content.encode(), add_bos=True)
-    else:
-        texts = chat_texts(llm, content, system)
-        tokens = []
-        for t in texts:  # specials parsed: <|im_start|> is one token, as in chat
-            tokens += llm.tokenize(t.encode("utf-8"), add_bos=False, special=True)
-    return Prepared(tokens[:max_tokens], kind, len(texts), source, texts[0][:2000])
-
-
-def split_windows(tokens, n_ctx: int, eval_share: float = 0.1):
-    """(training windows, held-out windows), each window n_ctx + 1 tokens.
-
-    The held-out tail is never trained on; training windows overlap by half.
-    """
-    w = n_ctx + 1
-    n = len(tokens)
-    if n < 2 * w:
-        raise TrainingDataTooShort(n, 2 * w, n_ctx)
-    n_eval = max(1, min(int(n * eval_share) // w, (n - w) // w))
-    cut = n - n_eval * w
-    evals = [tokens[cut + i * w: cut + (i + 1) * w] for i in range(n_eval)]
-    stride = max(1, n_ctx // 2)
-    starts = list(range(0, cut - w + 1, stride))
-    if starts[-1] != cut - w:
-        starts.append(cut - w)  # the last tokens before the tail are learnt too
-    return [tokens[s: s + w] for s in starts], evals
 
 
 @dataclass
@@ -152,22 +43,24 @@ class Plan:
     ram_available: int | None
     seconds: float
     busy: float = 1.0  # how many times slower other programs make us now
+    asked_ctx: int | None = None  # n_ctx as given, before rounding up
 
     def explain(self) -> str:
         gb = lambda n: f"{n / 1e9:.1f} GB"  # noqa: E731
         ram = f" of {gb(self.ram_available)} available" if self.ram_available else ""
         busy = (f", {self.busy:.1f}x slower than idle: other programs are busy"
                 if self.busy > 1.2 else "")
+        ctx = (f"{self.n_ctx} tokens each (n_ctx {self.asked_ctx} rounded up: "
+               f"llama.cpp makes contexts in steps of {CTX_STEP})"
+               if self.asked_ctx not in (None, self.n_ctx) else
+               f"{self.n_ctx} tokens each")
         return (f"{self.model}: {self.n_train} training windows + {self.n_eval} "
-                f"held out, {self.n_ctx} tokens each, {self.epochs} epoch(s), "
+                f"held out, {ctx}, {self.epochs} epoch(s), "
                 f"{self.threads} threads. Memory: 4 copies x 4 bytes x "
                 f"{self.parameters / 1e6:,.0f} M weights = {gb(16 * self.parameters)}"
                 f" + activations and overhead = about {gb(self.memory)}{ram}. "
-                f"Time: about {_minutes(self.seconds)}{busy} (rough).")
-
-
-def _minutes(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+                f"Time: about {minutes(self.seconds)}{busy} (rough; measured "
+                f"after the first steps).")
 
 
 def plan(model=None, prepared: Prepared | None = None, n_ctx: int = 256,
@@ -178,10 +71,9 @@ def plan(model=None, prepared: Prepared | None = None, n_ctx: int = 256,
     from kit.settings import get_settings
 
     ref, facts = check_model(model)
-    if min(n_ctx, epochs) < 1:
-        raise BadParameter("n_ctx" if n_ctx < 1 else "epochs", min(n_ctx, epochs),
-                           "1 or more")
-    n_ctx = -(-n_ctx // CTX_STEP) * CTX_STEP
+    asked = n_ctx
+    n_ctx = check_settings(epochs, 3e-5, n_ctx, threads,
+                           context_length=facts.context_length)
     n_train, n_eval = (len(x) for x in split_windows(prepared.tokens, n_ctx))
     threads = threads or get_settings().n_threads
     m = machine_facts()
@@ -195,7 +87,7 @@ def plan(model=None, prepared: Prepared | None = None, n_ctx: int = 256,
     step = 6 * p * n_ctx / (FLOPS_PER_THREAD * min(threads, cores)) * busy
     return Plan(ref.name, p, n_ctx, n_train, n_eval, epochs, threads,
                 16 * p + act + OVERHEAD, ram_available,
-                epochs * (n_train + n_eval / 3) * step, busy)
+                epochs * (n_train + n_eval / 3) * step, busy, asked)
 
 
 def _name(model):
@@ -290,25 +182,34 @@ class TrainingRun:
                 f"{self.peak_memory / 1e9:.1f} GB")
 
 
-def _claim(lock: Path, name: str) -> None:
-    """Create the lock file, or refuse if a live process holds it."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
-            return os.close(fd)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip())
-                os.kill(pid, 0)  # still running?
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # left by a run that died: take it
-                continue
-            except PermissionError:  # alive, someone else's
-                pass
-            raise TrainingInProgress(name, pid, lock) from None
-    raise TrainingInProgress(name, -1, lock)
+def _refuse(p: Plan, max_minutes: float | None) -> None:
+    if p.ram_available and p.memory > p.ram_available:
+        raise TrainingWontFit(f"about {p.memory / 1e9:.1f} GB needed, "
+                              f"{p.ram_available / 1e9:.1f} GB available")
+    if max_minutes is not None and p.seconds > max_minutes * 60:
+        raise TrainingTooLong(minutes(p.seconds), max_minutes)
+
+
+def _estimate_large(model, raw, n_ctx, epochs, threads, max_minutes, say) -> None:
+    """For a large file, the plan from a sample, before minutes of tokenizing."""
+    from kit.engines import load
+    from kit.finetune_guard import SAMPLE_CHARS
+
+    kind, content = raw
+    text = content if kind == "text" else "\n".join(map(str, content))
+    if len(text) <= SAMPLE_CHARS:
+        return
+    n = estimate_tokens(load(model, n_ctx=512, quiet=True, check_fit=False).llm, text)
+    p = plan(model, Prepared(range(n), kind, 0, ""), n_ctx, epochs, threads)
+    say(f"A large text ({len(text) / 1e6:.1f} M characters, about {n:,} tokens "
+        f"from samples). {p.explain()}")
+    _refuse(p, max_minutes)
+    say(f"Turning all of it into tokens first (about {minutes(n / 80_000)}).")
+
+
+def _claim(lock: Path, name: str) -> int:
+    """The run's lock (kit.finetune_guard.claim)."""
+    return claim(lock, name)
 
 
 def finetune(model=None, data=None, *, epochs: int = 3, lr: float = 3e-5,
@@ -331,28 +232,34 @@ def finetune(model=None, data=None, *, epochs: int = 3, lr: float = 3e-5,
     from kit.util import sha256_file
 
     say = (lambda *a: None) if quiet else print
+    check_settings(epochs, lr, n_ctx, threads, label, max_tokens, max_minutes)
     ref, _ = check_model(model)  # before loading anything
     name, dst = f"{ref.name}-ft-{label}", output_path(ref.name, f"ft-{label}")
     if not force and (dst.exists() or name in installed()):
         raise OutputExists(dst, name)
     threads = threads or get_settings().n_threads
-    prepared = prepare(ref.name, data, system, max_tokens)
+    raw = ("chat", data) if isinstance(data, list) else read_data(
+        data if data is not None else bundled())
+    if not max_tokens:  # a large file: its estimate (or refusal) comes first
+        _estimate_large(ref.name, raw, n_ctx, epochs, threads, max_minutes, say)
+    prepared = prepare(ref.name, raw, system, max_tokens)
+    prepared.source = "pairs" if isinstance(data, list) else str(data)
     p = plan(ref.name, prepared, n_ctx, epochs, threads)
     say(p.explain())
-    if p.ram_available and p.memory > p.ram_available:
-        raise TrainingWontFit(f"about {p.memory / 1e9:.1f} GB needed, "
-                              f"{p.ram_available / 1e9:.1f} GB available")
-    if max_minutes is not None and p.seconds > max_minutes * 60:
-        raise TrainingTooLong(_minutes(p.seconds), max_minutes)
+    _refuse(p, max_minutes)
     lock = dst.with_name(dst.name + ".lock")
-    _claim(lock, name)
+    held = _claim(lock, name)
     partial, trained = (dst.with_name(dst.name + s) for s in (".partial", ".trained"))
     state = ""
     try:
+        if gone := remove_leftovers(dst):
+            say(f"Removed {len(gone)} half-written file(s) of a run that was stopped.")
         src = float_copy(ref.name, quiet=quiet)
         train_w, eval_w = split_windows(prepared.tokens, p.n_ctx)
+        clock = StepClock(epochs * len(train_w), (epochs + 1) * len(eval_w) / 3,
+                          p.seconds, max_minutes, say)
         llm, steps, ep, ev, secs = lt.train(src, train_w, eval_w, p.n_ctx, epochs, lr,
-                                            threads, progress, seed)
+                                            threads, progress, seed, on_step=clock)
         lt.save_trained(llm, src, partial, trained)  # closes llm
         os.replace(partial, dst)
         state = "moved"
@@ -364,8 +271,9 @@ def finetune(model=None, data=None, *, epochs: int = 3, lr: float = 3e-5,
         say("Training stopped: nothing was saved or registered.")
         raise
     finally:
-        for f in (partial, trained, lock) + ((dst,) if state == "moved" else ()):
+        for f in (partial, trained) + ((dst,) if state == "moved" else ()):
             f.unlink(missing_ok=True)
+        release(lock, held)
     run = TrainingRun(name, dst, p, steps, ep, ev, secs,
                       epochs * len(train_w) * p.n_ctx / secs,
                       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -140,25 +141,166 @@ def test_an_unsupported_architecture_is_refused_before_loading(tmp_path):
         check_model(path)
 
 
+def _hold_lock(lock):
+    """Another process that holds the lock (as a running training does)."""
+    code = ("import sys, time; from pathlib import Path; "
+            "from kit.finetune_guard import claim; "
+            "claim(Path(sys.argv[1]), 'x'); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(lock)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
 def test_a_second_training_on_the_same_name_is_refused(starter_path):
     from kit.quantize import output_path
 
-    lock = output_path("smollm2:135m", "ft-busy").with_name("smollm2-135m-ft-busy.gguf.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(str(os.getpid()))  # a live process holds it
+    dst = output_path("smollm2:135m", "ft-busy")
+    lock = dst.with_name(dst.name + ".lock")
+    holder = _hold_lock(lock)
     try:
-        with pytest.raises(errors.TrainingInProgress, match=str(os.getpid())):
+        with pytest.raises(errors.TrainingInProgress, match=str(holder.pid)):
             finetune("smollm2:135m", bundled(), label="busy", **TINY)
     finally:
-        lock.unlink()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    lock.write_text(str(dead.pid))  # left by a run that died: taken over
-    from kit.finetune import _claim
+        holder.kill()
+        holder.wait()
+    assert lock.exists()  # killed: its lock file is still there...
+    (dst.parent / (dst.name + ".partial")).write_bytes(b"half a model")
+    from kit.finetune_guard import claim, release, remove_leftovers
 
-    _claim(lock, "x")
+    fd = claim(lock, "x")  # ...but the lock died with it: taken over
     assert lock.read_text() == str(os.getpid())
-    lock.unlink()
+    assert [p.name for p in remove_leftovers(dst)] == [dst.name + ".partial"]
+    release(lock, fd)
+    assert not lock.exists()
+
+
+def test_a_killed_training_leaves_nothing_that_blocks_the_next(starter_path, tmp_path):
+    """A run killed mid-training (SIGKILL: no Python cleanup) does not block
+    the same name: the next run takes over and removes its leftovers."""
+    import signal
+    import time
+
+    from kit.quantize import output_path
+
+    code = ("import kit.finetune as ft, kit.engines.llama_train as lt, time\n"
+            "real = lt.run_epoch\n"
+            "def slow(*a):\n"
+            "    print('step', flush=True); time.sleep(60)\n"
+            "lt.run_epoch = slow\n"
+            "ft.finetune('smollm2:135m', ft.bundled(), label='killed', epochs=1,"
+            " max_tokens=514, progress=False, quiet=True, force=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "step"  # training has started
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    dst = output_path("smollm2:135m", "ft-killed")
+    lock = dst.with_name(dst.name + ".lock")
+    assert lock.exists()
+    run = finetune("smollm2:135m", bundled(), label="killed", force=True, **{
+        **TINY, "epochs": 1})
+    try:
+        assert not lock.exists() and run.path.is_file()
+    finally:
+        from kit.models.pull import remove
+
+        remove(run.name)
+
+
+# ---- every setting checked before llama.cpp sees it -------------------------------
+
+@pytest.mark.parametrize("setting,value,allowed", [
+    ("lr", float("nan"), "from 1e-08 to 0.01"), ("lr", 0.0, "from 1e-08"),
+    ("lr", -1.0, "from 1e-08"), ("lr", float("inf"), "to 0.01"), ("lr", 1e9, "to 0.01"),
+    ("epochs", 0, "from 1 to 1000"), ("epochs", 2.5, "whole number"),
+    ("epochs", True, "whole number"), ("n_ctx", 0, "from 1 to 4096"),
+    ("n_ctx", 100_000, "to 4096"), ("threads", 0, "from 1"),
+    ("label", "../../etc", "letters, digits"), ("label", "", "letters"),
+    ("max_tokens", -5, "from 2"), ("max_minutes", float("nan"), "above 0"),
+])
+def test_each_bad_setting_is_refused_before_anything_runs(setting, value, allowed,
+                                                          starter_path, monkeypatch):
+    import kit.finetune as ft
+
+    def never(*a, **k):
+        raise AssertionError("the data was read before the settings were checked")
+
+    monkeypatch.setattr(ft, "read_data", never)
+    with pytest.raises(errors.BadParameter, match=f"{setting}=.*{re.escape(allowed)}"):
+        finetune("smollm2:135m", bundled(), **{**TINY, "label": "bad",
+                                               setting: value})
+    from kit.quantize import output_path
+
+    assert not list(output_path("smollm2:135m", "ft-bad").parent.glob("*ft-bad*"))
+
+
+@pytest.mark.parametrize("lr", ["nan", "0", "-1", "inf", "1e9"])
+def test_cli_refuses_a_bad_learning_rate_without_crashing(lr, starter_path):
+    """Run as a real process: llama.cpp's GGML_ASSERT would abort it (exit 134)."""
+    done = subprocess.run([sys.executable, "-m", "kit.cli", "finetune", "smollm2:135m",
+                           "--data", str(bundled()), "--lr", lr, "--label", "cli-lr"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "lr=" in done.stderr and "from 1e-08 to 0.01" in done.stderr
+    assert "GGML_ASSERT" not in done.stderr and "Training would" not in done.stdout
+
+
+def test_a_context_that_is_rounded_up_says_so(starter_path):
+    p = plan("smollm2:135m", prepare("smollm2:135m", bundled()), n_ctx=100, epochs=1)
+    assert p.n_ctx == 256
+    assert "256 tokens each (n_ctx 100 rounded up" in p.explain()
+    assert "(n_ctx" not in plan("smollm2:135m", prepare("smollm2:135m", bundled()),
+                                n_ctx=256, epochs=1).explain()
+
+
+def test_a_large_file_gets_its_estimate_before_it_is_tokenized(starter_path, tmp_path,
+                                                               capsys, monkeypatch):
+    """30 MB of text: the estimate (and the refusal) come from samples; the
+    whole file is never tokenized (that took minutes)."""
+    import kit.finetune as ft
+
+    big = tmp_path / "big.txt"
+    block = bundled().read_text()
+    with open(big, "w") as f:
+        for _ in range(30_000_000 // len(block)):
+            f.write(block)
+    monkeypatch.setattr(ft, "prepare", lambda *a, **k: pytest.fail("tokenized it all"))
+    with pytest.raises(errors.TrainingTooLong, match="more than the 30 minutes"):
+        finetune("smollm2:135m", big, label="big")
+    out = capsys.readouterr().out
+    assert "A large text (30.0 M characters, about" in out
+    assert "tokens from samples" in out and "Time: about" in out
+    from kit.finetune_guard import estimate_tokens
+
+    from kit.engines import load
+
+    llm = load("smollm2:135m", quiet=True).llm
+    text = block * 200
+    exact = len(llm.tokenize(text.encode(), add_bos=True))
+    assert abs(estimate_tokens(llm, text, sample=40_000) - exact) < 0.05 * exact
+
+
+def test_the_measured_time_is_said_and_a_run_far_over_the_limit_stops(monkeypatch):
+    import kit.finetune_guard as guard
+
+    now = [100.0]
+    monkeypatch.setattr(guard.time, "perf_counter", lambda: now[0])
+    said = []
+    clock = guard.StepClock(total_steps=40, extra_steps=2, estimate_s=60,
+                            max_minutes=10, say=said.append)
+    for step in (1, 2):
+        now[0] += 5
+        clock(step, 2.0)
+    assert said == []  # not measured yet
+    now[0] += 5
+    clock(3, 2.0)  # 5 s per step: 42 steps = 210 s, under the 10 minutes
+    assert said == ["Measured: 5.0 s per step, so about 3.5 min in all, 3.2 min left "
+                    "(estimated before: 60 s)."]
+    slow = guard.StepClock(40, 2, 60, max_minutes=1, say=said.append)
+    now[0] += 30
+    with pytest.raises(errors.TrainingTooLong, match="measured over 3 steps"):
+        slow(3, 2.0)  # 10 s per step: 7 min, far over 1 minute
 
 
 # ---- the real thing -----------------------------------------------------------------
