@@ -148,3 +148,79 @@ def test_temperature_zero_repeats_even_when_the_prompt_was_cached(model):
     runs = {model.generate("The library opens at", max_tokens=24, temperature=0).text
             for _ in range(3)}
     assert len(runs) == 1
+
+
+# -- the prompt cache (kit.engines.llamacpp.LlamaCppEngine._prefill) ----------
+def long_chat(model, turns=3):
+    """A conversation of a few hundred tokens, answered turn by turn."""
+    msgs, streams = [], []
+    for i in range(turns):
+        msgs.append({"role": "user", "content": "Tell me about libraries. " * 12
+                     + f"Question {i + 1}: what do librarians do?"})
+        s = model.chat(msgs, max_tokens=40, **GREEDY)
+        msgs.append({"role": "assistant", "content": s.text})
+        streams.append(s)
+    return msgs, streams
+
+
+def test_a_chat_turn_reads_only_what_is_new(model):
+    from kit.engines.llamacpp import CHUNK
+
+    msgs, streams = long_chat(model)
+    first, third = streams[0].stats, streams[2].stats
+    assert first.prompt_tokens > CHUNK
+    # the shared beginning (all of turn 2's prompt, to a chunk boundary) is reused
+    second_prompt = streams[1].stats.prompt_tokens
+    assert third.prompt_cached == (second_prompt - 1) // CHUNK * CHUNK
+
+
+def test_a_cached_answer_is_the_fresh_answer_bit_for_bit(model):
+    """Greedy and seeded answers are the same with the cache and without it:
+    the reused work was done in the same chunks a fresh start reads."""
+    msgs, streams = long_chat(model)
+    again = model.chat(msgs[:-1], max_tokens=40, **GREEDY)  # reuses turn 3's work
+    again.text
+    assert again.stats.prompt_cached > 0
+    fresh = model.chat(msgs[:-1], max_tokens=40, cache=False, **GREEDY)
+    fresh.text
+    assert fresh.stats.prompt_cached == 0
+    assert again.text == fresh.text == streams[2].text
+    seeded = dict(temperature=0.9, seed=11, max_tokens=30)
+    assert model.chat(msgs[:-1], **seeded).text == model.chat(msgs[:-1], cache=False,
+                                                              **seeded).text
+
+
+def test_logits_do_not_depend_on_what_was_read_before(model):
+    import numpy as np
+
+    text = "The library is open from nine until five, " * 10 + "and on Sunday it"
+    model.logits("Something else entirely, to fill the cache " * 8)
+    after_other = model.logits(text)
+    model.logits(text[:-20])  # a shared beginning, then the rest
+    after_prefix = model.logits(text)
+    model.cache = False
+    try:
+        fresh = model.logits(text)
+    finally:
+        model.cache = True
+    assert np.array_equal(after_other, fresh) and np.array_equal(after_prefix, fresh)
+
+
+def test_sampled_turns_reuse_the_last_answer_too(model):
+    """Without a seed nothing repeats anyway: reuse all that is shared, the
+    previous answer's tokens included (as llama-server does)."""
+    msgs = [{"role": "user", "content": "Tell me a short story about a cat."}]
+    first = model.chat(msgs, max_tokens=30, temperature=0.8)
+    msgs += [{"role": "assistant", "content": first.text},
+             {"role": "user", "content": "And then?"}]
+    second = model.chat(msgs, max_tokens=5, temperature=0.8)
+    second.text
+    assert second.stats.prompt_cached >= first.stats.prompt_tokens + \
+        first.stats.generated_tokens - 4  # detokenizing may merge a token or two
+
+
+def test_cache_false_reads_everything(model):
+    model.generate("The library opens at", max_tokens=4, **GREEDY).text
+    s = model.generate("The library opens at nine", max_tokens=4, cache=False, **GREEDY)
+    s.text
+    assert s.stats.prompt_cached == 0

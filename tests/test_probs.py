@@ -31,11 +31,22 @@ def test_next_tokens_are_the_softmax_of_llama_cpps_logits(model):
     assert all(a.prob >= b.prob for a, b in zip(top, top[1:]))
 
 
+# Two evaluations of the same tokens can differ in the last bits when the
+# prompt is read in other batches (llama.cpp picks its matrix kernels by batch
+# size and processor: up to ~0.15 in a logit was seen on an AVX2 machine).
+# A tolerance of 0.5 keeps that apart from a different prompt, which moves
+# logits by several units (the check below makes sure of it).
+SAME_PROMPT_ATOL = 0.5
+
+
 def test_messages_get_the_chat_template(model):
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     as_chat = model.logits(messages)
-    assert np.array_equal(as_chat, model.logits(model.chat_tokens(messages)))
-    assert not np.array_equal(as_chat, model.logits(messages[0]["content"]))
+    by_ids = model.logits(model.chat_tokens(messages))
+    assert np.allclose(as_chat, by_ids, atol=SAME_PROMPT_ATOL)
+    assert list(np.argsort(-as_chat)[:5]) == list(np.argsort(-by_ids)[:5])
+    plain = model.logits(messages[0]["content"])  # no template: another prompt
+    assert np.abs(as_chat - plain).max() > 10 * SAME_PROMPT_ATOL
 
 
 def test_greedy_generation_takes_the_top_candidate_each_step(model):

@@ -3,8 +3,12 @@
 llama.cpp's context holds a KV cache for several sequences; one call to
 `llama_decode` reads a batch whose tokens each name their sequence. One step
 advances every running answer by a token.
-A sequence joins at the next step and leaves (its KV cells cleared) when it
-ends; each has its own sampler chain, seed and stop strings.
+A sequence joins at the next step and leaves when it ends; each has its own
+sampler chain, seed and stop strings. A sequence slot keeps its KV cells after
+an answer (a prompt cache per slot, as llama-server keeps one): the next
+request goes to the free slot whose tokens share the longest beginning with its
+prompt, and only the rest is read. Cells are reused only for the very same
+tokens at the same positions, so no conversation can reach into another's.
 
 What it gains depends on what limits the processor. Where a step waits on
 memory (a large model, many cores, a GPU), eight answers cost little more
@@ -60,6 +64,8 @@ class Sequence:
         self.fed = 0  # prompt tokens already decoded
         self.pos = 0
         self.sampled = 0
+        self.cached = 0  # prompt tokens found in the slot's cells
+        self.history: list[int] = []  # every token decoded into the slot
         self.chain = None
         self.last = None  # the token to decode next (after the prompt)
 
@@ -98,6 +104,7 @@ class BatchRunner:
         self.batch = lib.llama_batch_init(self.n_batch, 0, 1)
         self.n_vocab = lib.llama_vocab_n_tokens(engine.vocab)
         self.free_ids = deque(range(n_seq))
+        self.kept: dict[int, list[int]] = {}  # a slot's tokens still in its cells
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.cond = threading.Condition()
@@ -132,13 +139,26 @@ class BatchRunner:
             if seq.gone:
                 seq.out.put(_END)
                 continue
-            seq.seq_id = self.free_ids.popleft()
-            lib.llama_memory_seq_rm(self.mem, seq.seq_id, -1, -1)
+            seq.seq_id = self._slot_for(seq.prompt)
+            body = seq.prompt[:-1]  # the last token is read anew: its logits
+            keep = _common_prefix(self.kept.pop(seq.seq_id, []), body)
+            lib.llama_memory_seq_rm(self.mem, seq.seq_id, keep, -1)
+            seq.fed = seq.pos = seq.cached = keep
+            seq.history = list(seq.prompt[:keep])
             seq.chain = sampler_chain(lib, seq.s, seq.seed, self.n_vocab)
             self.running.append(seq)
 
+    def _slot_for(self, prompt: list[int]) -> int:
+        """The free slot holding the longest beginning of `prompt` (the one
+        free longest if none does)."""
+        best = max(self.free_ids, key=lambda i: _common_prefix(self.kept.get(i, ()), prompt))
+        if not _common_prefix(self.kept.get(best, ()), prompt):
+            best = self.free_ids[0]
+        self.free_ids.remove(best)
+        return best
+
     def _leave(self, seq: Sequence, last=_END) -> None:
-        self.lib.llama_memory_seq_rm(self.mem, seq.seq_id, -1, -1)
+        self.kept[seq.seq_id] = seq.history  # its cells stay for the next request
         self.lib.llama_sampler_free(seq.chain)
         self.running.remove(seq)
         self.free_ids.append(seq.seq_id)
@@ -180,6 +200,7 @@ class BatchRunner:
             b.token[n], b.pos[n], b.n_seq_id[n] = token, seq.pos, 1
             b.seq_id[n][0], b.logits[n] = seq.seq_id, logits
             seq.pos += 1
+            seq.history.append(token)
             if logits:
                 wants.append((seq, n))
             n += 1
@@ -196,6 +217,9 @@ class BatchRunner:
             self.governor.adjust()
         rc = lib.llama_decode(self.ctx, b)
         if rc != 0:
+            for seq in self.running:  # what the cells hold is unknown now
+                seq.history.clear()
+                lib.llama_memory_seq_rm(self.mem, seq.seq_id, -1, -1)
             raise KitError(f"llama.cpp could not decode a batch of {n} tokens "
                            f"(code {rc}): serve fewer at once or a smaller context.")
         self.steps += 1
@@ -297,9 +321,19 @@ class Batched:
                 seq.left.set()
                 with runner.cond:
                     runner.cond.notify()
-            clock.finish(st, reason, len(tokens), runner.n_ctx_seq)
+            st.prompt_cached = seq.cached
+            clock.finish(st, reason, len(tokens) - seq.cached, runner.n_ctx_seq)
 
         return Stream(run)
+
+
+def _common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _wants_probs(kw: dict) -> bool:

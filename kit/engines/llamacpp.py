@@ -12,6 +12,10 @@ from kit.engines.guards import rendering_chat, special_spans, template_errors
 from kit.engines.threads import ThreadGovernor, watched
 from kit.errors import EmptyPrompt, EngineMissing, KitError, PromptTooLong
 
+# The prompt is read in chunks starting at multiples of this many tokens
+# (see LlamaCppEngine._prefill: why the same chunks make reuse exact).
+CHUNK = 64
+
 # Used when a model file has no chat template of its own; we say so.
 FALLBACK_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
@@ -50,7 +54,8 @@ class LlamaCppEngine(Engine):
                     "tools": "template", "json_schema": True}
 
     def __init__(self, name, path, n_ctx=2048, n_threads=2, n_gpu_layers=0,
-                 seed=None, use_mmap=True, embedding=False, adapt_threads=False):
+                 seed=None, use_mmap=True, embedding=False, adapt_threads=False,
+                 cache=True):
         super().__init__(name, path, n_ctx)
         llama_cpp = import_llama_cpp()
         self.n_threads, self.n_gpu_layers = n_threads, n_gpu_layers
@@ -86,6 +91,9 @@ class LlamaCppEngine(Engine):
         self.chat_template = meta.get("tokenizer.chat_template")
         self._formatter = None
         self._specials = None
+        self.cache = cache  # reuse the work on a shared prompt beginning
+        self._exact = 0  # leading positions read exactly as a fresh start reads them
+        self._left_at = -1  # llm.n_tokens when this engine last used the context
 
     def _set_threads(self, n: int) -> None:
         import_llama_cpp().llama_set_n_threads(self.llm.ctx, n, n)
@@ -153,10 +161,11 @@ class LlamaCppEngine(Engine):
         """Continue `prompt`; json_schema (a dict, or "json") constrains the answer."""
         self._need_chat()
         probe = self._prober(kw)  # logprobs=True, top_logprobs=k: see kit.probs
+        cache = kw.pop("cache", None)  # False: read the whole prompt afresh
         s = Sampling.make(sampling, **kw)
         grammar = self._grammar(json_schema)
         return Stream(lambda stream: self._run(self.tokenize(prompt), s, stream, grammar,
-                                               probe))
+                                               probe, cache))
 
     def _grammar(self, json_schema):
         if json_schema is None:
@@ -176,6 +185,7 @@ class LlamaCppEngine(Engine):
             return tool_chat(self, messages, tools, tool_choice, sampling, **kw)
         self._need_chat()
         probe = self._prober(kw)
+        cache = kw.pop("cache", None)
         s = Sampling.make(sampling, **kw)
         grammar = self._grammar(json_schema)
         tokens = self.chat_tokens(messages)
@@ -184,7 +194,7 @@ class LlamaCppEngine(Engine):
             if not self.chat_template:
                 stream.stats.notices.append(
                     "This model file has no chat template; used a generic one.")
-            yield from self._run(tokens, s, stream, grammar, probe)
+            yield from self._run(tokens, s, stream, grammar, probe, cache)
 
         return Stream(run)
 
@@ -192,6 +202,7 @@ class LlamaCppEngine(Engine):
         """Continue chat-formatted text (special tokens read as such) or token
         ids, under an optional GBNF grammar: kit.tools (tool calls, FIM)."""
         self._need_chat()
+        cache = kw.pop("cache", None)
         s = Sampling.make(sampling, **kw)
         if grammar is not None:
             from kit.structured import check_grammar
@@ -201,10 +212,10 @@ class LlamaCppEngine(Engine):
                                                verbose=False)
         tokens = list(prompt) if not isinstance(prompt, str) else self.llm.tokenize(
             prompt.encode("utf-8"), add_bos=False, special=True)
-        return Stream(lambda stream: self._run(tokens, s, stream, grammar))
+        return Stream(lambda stream: self._run(tokens, s, stream, grammar, cache=cache))
 
     def _run(self, tokens: list[int], s: Sampling, stream: Stream, grammar=None,
-             probe=None):
+             probe=None, cache=None):
         llm, st = self.llm, stream.stats
         n_prompt = len(tokens)
         if not n_prompt:  # llama.cpp needs at least one token to start from
@@ -212,15 +223,13 @@ class LlamaCppEngine(Engine):
         if n_prompt >= self.n_ctx:
             raise PromptTooLong(n_prompt, self.n_ctx)
         st.prompt_tokens = n_prompt
-        # Reusing the previous call's prompt work is faster, but evaluating
-        # the shared prefix apart from the rest changes the arithmetic slightly:
-        # when the learner asks for a repeatable answer, start afresh.
         seed = s.seed if s.seed is not None else self.seed
-        repeatable = s.temperature == 0 or seed is not None
-        if repeatable:
-            llm.reset()
-        st.prompt_cached = 0 if repeatable else max(
-            0, _common_prefix(llm.input_ids[: llm.n_tokens], tokens) - 1)
+        # A repeatable answer (temperature 0 or a seed) reuses only the work a
+        # fresh start would do bit for bit, so it is the same answer either way;
+        # cache="all" reuses everything shared regardless (as llama-server does).
+        cache = self.cache if cache is None else cache
+        exact = (s.temperature == 0 or seed is not None) and cache != "all"
+        st.prompt_cached = self._prefill(tokens, bool(cache), exact)
         # An unset seed means a fresh random one each call, never the last one used.
         llm.set_seed(seed if seed is not None else self._random_seed)
         clock = Clock()
@@ -238,7 +247,41 @@ class LlamaCppEngine(Engine):
                 is_end=lambda t: is_eog(vocab, t), n_prompt=n_prompt, n_ctx=self.n_ctx)
         finally:
             gen.close()
+            self._left_at = llm.n_tokens  # what the next call may find again
         clock.finish(st, reason, n_prompt - st.prompt_cached, self.n_ctx)
+
+    # -- the prompt cache -------------------------------------------------------
+    def _prefill(self, tokens: list[int], cache: bool, exact: bool) -> int:
+        """Read all but the last prompt token, reusing the previous call's work
+        on a shared beginning; return how many tokens were reused.
+
+        The prompt is read in chunks that start at multiples of CHUNK, and
+        the last token alone. llama.cpp's arithmetic for a token depends a
+        little on the batch it is read in, so only work done in those same
+        chunks (`_exact`: that many leading positions) is reused when `exact`;
+        the answer is then bit for bit the one a fresh start gives. Otherwise
+        everything shared is reused, the last answer's tokens too (as
+        llama-server does).
+        """
+        llm, body = self.llm, tokens[:-1]
+        if llm.n_tokens != self._left_at:  # the context was used elsewhere since
+            self._exact, self._left_at = 0, -1
+        same = _common_prefix(llm.input_ids[: llm.n_tokens], body) if cache else 0
+        keep = min(same, self._exact) // CHUNK * CHUNK if exact else same
+        if keep == 0:
+            llm.reset()
+        llm.n_tokens = keep  # llama-cpp-python clears the KV cells after it
+        canonical = min(keep, self._exact)
+        if keep == canonical and keep % CHUNK == 0:  # the chunks go on as from fresh
+            canonical = len(body) // CHUNK * CHUNK
+        self._exact = canonical // CHUNK * CHUNK
+        pos = keep
+        while pos < len(body):
+            end = min(len(body), (pos // CHUNK + 1) * CHUNK)
+            llm.eval(body[pos:end])
+            pos = end
+        self._left_at = llm.n_tokens
+        return keep
 
     # -- probabilities (kit.probs, notebook 01) -----------------------------
     def token_bytes(self, token: int) -> bytes:
@@ -271,10 +314,9 @@ class LlamaCppEngine(Engine):
             raise EmptyPrompt()
         if len(tokens) >= self.n_ctx:
             raise PromptTooLong(len(tokens), self.n_ctx)
-        llm = self.llm  # reuse the work already done on a shared beginning
-        keep = min(_common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 1)
-        llm.n_tokens = keep
-        llm.eval(tokens[keep:])
+        self._prefill(tokens, self.cache, exact=True)  # the same figures either way
+        self.llm.eval(tokens[-1:])
+        self._left_at = self.llm.n_tokens
         return self._last_logits().copy()
 
     def next_tokens(self, text_or_messages, k: int = 10):
