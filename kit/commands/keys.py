@@ -25,7 +25,8 @@ def register(sub) -> None:
     add = verbs.add_parser("add", help="make a key (shown once)")
     add.add_argument("name", help="who or which table it is for, e.g. table-3")
     add.add_argument("--models", default="", metavar="A,B",
-                     help="models this key may use (default: all the server offers)")
+                     help="models this key may use: installed or catalog names, "
+                     "or families such as smollm2 (default: all the server offers)")
     add.set_defaults(func=cmd_add)
     ls = verbs.add_parser("list", help="the keys (never the keys themselves)")
     ls.set_defaults(func=cmd_list)

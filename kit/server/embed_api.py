@@ -31,11 +31,12 @@ log = logging.getLogger("kit.server")
 openai_router = APIRouter(prefix="/v1")
 ollama_router = APIRouter(prefix="/api")
 
-# Caps on one request, as OpenAI's embeddings API has (2,048 inputs, 300,000
-# tokens): MiniLM reads roughly 5,000-20,000 tokens a second on two cores,
-# so a capped request ends within a minute or so and others get their turn.
+# Caps on one request. OpenAI's embeddings API takes 2,048 inputs; its
+# 300,000 tokens would keep a laptop busy for minutes (MiniLM read 300
+# tokens a second on one thread of a busy 2-core machine), so a third of it:
+# a client with more sends several requests, and others get their turns.
 MAX_INPUTS = 2048
-MAX_TOKENS = 300_000
+MAX_TOKENS = 100_000
 
 
 class OpenAIEmbeddingRequest(BaseModel):
