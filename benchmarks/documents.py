@@ -10,9 +10,15 @@ machines are noisy: compare the ratios, not the seconds).
 - Retrieval: hit rate @1, @3 and @5 on the bundled questions, by meaning
   (embeddings) and by keywords (BM25), from the same index, with the
   questions each method misses in its top 3 and the time per query.
+- Answers: the share of the 58 questions whose answer contains the known
+  fact (kit/data/documents/answer_facts.json), for the starter model and
+  for qwen2.5-coder:1.5b when installed, with seconds per answer and each
+  wrong answer. `--answers starter` (or `qwen`, `none`) picks the models;
+  on two cores the starter takes a few minutes, qwen about half an hour.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -22,8 +28,45 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+MODELS = {"starter": "smollm2:135m", "qwen": "qwen2.5-coder:1.5b"}
+
+
+def answers(index, names, questions) -> None:
+    import kit
+    from kit.documents.measure import answer_rate
+    from kit.models.registry import installed
+    from kit.util import text_table
+
+    rows = []
+    for name in names:
+        if name not in installed():
+            print(f"\n{name} is not installed (kit pull {name}): skipped")
+            continue
+        model = kit.load(name, quiet=True)
+        t0 = time.perf_counter()
+        result = answer_rate(index, model, questions, k=3, max_tokens=80,
+                             progress=lambda n, total, row: print(
+                                 f"  {n}/{total} {'right' if row[2] else 'WRONG'}: "
+                                 f"{row[0].question} -> {row[1][:90]!r}", flush=True))
+        s = (time.perf_counter() - t0) / max(len(result.rows), 1)
+        print(result)
+        rows.append({"model": name, "right": f"{result.right} of {len(result.rows)}",
+                     "share": f"{result.rate:.0%}",
+                     "answer in top 3": f"{result.found}", "s/answer": f"{s:.1f}"})
+    if rows:
+        print(f"\nAnswers that contain the known fact ({len(questions)} questions, "
+              "top 3 chunks by meaning, max_tokens 80, temperature 0)")
+        print(text_table(rows, right=("share", "s/answer")))
+
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--answers", default="starter,qwen",
+                    help="models whose answers to check: starter, qwen, both "
+                    "comma-separated, or none")
+    ap.add_argument("--limit", type=int, help="only the first N questions")
+    args = ap.parse_args()
+
     import kit
     from kit.documents.index import index_folder
     from kit.documents.measure import bundled_folder, hit_rate, load_questions
@@ -50,7 +93,7 @@ def main() -> None:
         print(f"\nIndexing the bundled documents ({len(rep.files)} files)")
         print(text_table(rows, right=("chunks", "embedded", "seconds", "chunks/s")))
 
-        questions = load_questions()
+        questions = load_questions()[:args.limit]
         results, rows = {}, []
         for method in ("embeddings", "bm25"):
             t0 = time.perf_counter()
@@ -65,6 +108,9 @@ def main() -> None:
             missed = [q.question for q, rank in zip(questions, r.ranks)
                       if rank is None or rank > 3]
             print(f"{method} misses in its top 3: {missed or 'none'}")
+        names = [MODELS.get(a.strip(), a.strip()) for a in args.answers.split(",")
+                 if a.strip() and a.strip() != "none"]
+        answers(index, names, questions)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

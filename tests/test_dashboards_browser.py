@@ -304,7 +304,7 @@ def test_documents_index_ask_and_see_sources(browser, tmp_path, embedding_model_
         page.wait_for_selector(".kit-docs-sources:has-text('[1] loans.md')",
                                timeout=180_000)
         assert page.inner_text(".kit-docs-answer").strip()
-        assert "[1] (loans.md, line 1)" in page.input_value(".kit-docs-prompt textarea")
+        assert "Source [1], from loans.md:" in page.input_value(".kit-docs-prompt textarea")
         shot(page, "dashboard-documents")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -333,10 +334,56 @@ def test_claims_and_their_sources_are_checked():
     assert "shares few words" in answer_mod.check_claims(off, 2)[0]
     assert answer_mod.check_claims(answer_mod.split_claims(answer_mod.NOT_FOUND, hits), 2) == []
     messages = answer_mod.build_messages("How long for a DVD?", hits)
-    assert messages[0]["role"] == "system" and "[1]" in messages[0]["content"]
-    assert messages[1]["content"].startswith("Sources:\n\n[1] (a.md, line 1)\nBooks")
-    assert "[2] (b.md, line 1)" in messages[1]["content"]
-    assert messages[1]["content"].endswith("Question: How long for a DVD?")
+    assert messages[0] == {"role": "system", "content": answer_mod.SYSTEM}
+    assert messages[1]["content"].startswith("Sources:\n\nSource [1], from a.md:\nBooks")
+    assert "Source [2], from b.md:\nDVDs" in messages[1]["content"]
+    assert messages[1]["content"].endswith("Question: How long for a DVD?\n\n"
+                                           + answer_mod.REMINDER)
+
+
+def test_the_prompt_gives_no_number_to_answer_with_and_keeps_lines():
+    # A learner's folder: opening hours as a timetable. The old prompt headed
+    # each source "[1] (hours.txt, line 1)", squeezed the timetable onto one
+    # line and asked for a short answer: the starter answered "1".
+    hours = "Opening hours\n\nMonday to Friday: 9 am to 8 pm.\nSaturday:   10 am to 5 pm."
+    messages = answer_mod.build_messages("When do you open on Saturday?", [_hit(hours)])
+    user = messages[1]["content"]
+    assert "line 1" not in user and "(a.md" not in user
+    assert "Monday to Friday: 9 am to 8 pm.\nSaturday: 10 am to 5 pm." in user
+    assert "Keep the answer short" not in messages[0]["content"]
+    assert "full sentence" in messages[0]["content"] and "source number alone" in (
+        messages[0]["content"])
+    # the fixed rules come first and are the same for every question (a prompt
+    # cache reads them once); what changes comes after them
+    other = answer_mod.build_messages("Who chairs the board?", [_hit("Ann chairs it.")])
+    assert other[0] == messages[0] and len(answer_mod.SYSTEM) > 300
+
+
+def test_a_pointer_sentence_cites_for_the_sentence_before_and_a_bare_number_is_named():
+    hits = [_hit("DVDs can be borrowed for one week."), _hit("Saturday: 10 am.")]
+    claims = answer_mod.split_claims(
+        "You can borrow a DVD for one week. This information is found in source [1].", hits)
+    assert [(c.sentence, c.sources) for c in claims] == [
+        ("You can borrow a DVD for one week.", [1])]
+    assert answer_mod.check_claims(claims, 2) == []
+
+
+def test_answer_names_a_bare_number_as_no_answer(small_folder, tmp_path,
+                                                 embedding_model_path):
+    class Says:  # a model that answers "1", as the starter did
+        name = "says-one"
+
+        def chat(self, messages, **kw):
+            from kit.engines.base import Stream
+
+            def run(stream):
+                stream.stats.stop_reason = "eos"
+                yield "1"
+            return Stream(run)
+
+    index = index_folder(small_folder, progress=False, home=tmp_path / "ix")
+    reply = answer_mod.answer("How long can I borrow a DVD?", index, model=Says())
+    assert any("is only '1', not a sentence" in n for n in reply.notices), reply.notices
 
 
 def test_answer_shows_its_prompt_and_sources_with_the_starter(small_folder, tmp_path,
@@ -350,7 +397,7 @@ def test_answer_shows_its_prompt_and_sources_with_the_starter(small_folder, tmp_
     assert reply.hits[0].chunk.file == "loans.txt"
     # the prompt is exactly what the model read: template, numbered sources, question
     assert "<|im_start|>system" in reply.prompt
-    assert "[1] (loans.txt, line 1)\nDVDs can be borrowed" in reply.prompt
+    assert "Source [1], from loans.txt:\nDVDs can be borrowed" in reply.prompt
     assert reply.prompt.rstrip().endswith("<|im_start|>assistant")
     assert reply.text.strip() and "Sources:\n[1] loans.txt, line 1" in str(reply)
     assert reply.stats.generated_tokens <= 40
@@ -370,6 +417,38 @@ def test_a_capable_model_cites_its_sources(small_folder, tmp_path, embedding_mod
 
 
 # ---- the bundled documents and their questions --------------------------------
+
+
+def test_every_known_fact_matches_its_reference_answer_and_not_a_refusal():
+    from kit.documents.measure import has_fact, load_facts, normalise_answer
+
+    facts = load_facts()
+    questions = load_questions()
+    assert [q.question for q in questions] == list(facts)  # one pattern each
+    for q in questions:
+        assert has_fact(q.answer, facts[q.question]), q.question
+        assert not has_fact(answer_mod.NOT_FOUND, facts[q.question]), q.question
+    assert normalise_answer("Opens at 1:00 P.M. on Sundays") == "opens at 1pm on sundays"
+
+
+def test_answer_rate_asks_each_question_and_checks_the_fact(small_folder, tmp_path,
+                                                            embedding_model_path):
+    import kit
+    from kit.documents.measure import Question, answer_rate, has_fact, normalise_answer
+
+    index = index_folder(small_folder, progress=False, home=tmp_path / "ix")
+    questions = [Question("How long can I borrow a DVD?", "loans.txt", None,
+                          "DVDs can be borrowed for 7 days", "7 days"),
+                 Question("When does the library open on Sundays?", "hours.md", None,
+                          "On Sundays it opens from 1 pm", "1 pm")]
+    seen = []
+    result = answer_rate(index, kit.load("smollm2:135m"), questions, k=2, max_tokens=40,
+                         progress=lambda n, total, row: seen.append((n, total)))
+    assert seen == [(1, 2), (2, 2)] and len(result.rows) == 2
+    for q, text, right, found in result.rows:
+        assert right == has_fact(text, re.escape(normalise_answer(q.answer)))
+        assert found  # both answers are in these three small files
+    assert result.found == 2 and f"{result.right} of 2 answers" in str(result)
 
 
 def test_bundled_questions_point_at_text_that_is_there():

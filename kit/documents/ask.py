@@ -20,12 +20,25 @@ from kit.documents.index import Hit, looks_english
 
 CHAT_MODEL = "qwen2.5-coder:1.5b"  # capable enough to cite; the starter is the fallback
 NOT_FOUND = "I could not find that in the documents."
-SYSTEM = ("You answer questions using only the numbered sources you are given. "
-          "After each sentence, write the number of the source it comes from in "
-          "square brackets, like [1]. Keep the answer short. If the sources do not "
-          f"answer the question, reply exactly: {NOT_FOUND}")
+# The fixed instructions come first and never change, so an engine that keeps
+# the work done on a prompt's beginning (a prompt cache) reads them once; the
+# sources and the question, which change, come after them.
+SYSTEM = ("You answer a question using only the numbered sources you are given.\n"
+          "Rules:\n"
+          "- Answer in one or two full sentences that say the answer itself: a time, "
+          "a price, a number of days, a name, or yes or no with the reason.\n"
+          "- End each sentence with the number of the source it comes from, in "
+          "square brackets: a sentence taken from source [3] ends with [3].\n"
+          "- Never answer with a source number alone.\n"
+          f"- If the sources do not answer the question, reply exactly: {NOT_FOUND}")
+REMINDER = ("Answer the question in one or two full sentences from the sources above; "
+            "end each sentence with the number of the source it comes from.")
 _STOP = set("""the a an and or of to in on at for is are be it this that with as by
 from can you your we our i not no do does will may if yes""".split())
+
+
+_POINTER = set("""this information found source sources comes taken according see
+above given stated says said answer""".split())
 
 
 def chat_model_name() -> str:
@@ -36,12 +49,25 @@ def chat_model_name() -> str:
     return CHAT_MODEL if CHAT_MODEL in installed() else get_settings().default_model
 
 
+def source_text(text: str) -> str:
+    """A chunk as the model reads it: its lines kept (a timetable stays a
+    timetable), runs of spaces and blank lines squeezed."""
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
 def build_messages(question: str, hits: list[Hit]) -> list[dict]:
-    """A system message with the rules, and the sources then the question."""
-    sources = "\n\n".join(f"[{n}] ({h.chunk.where()})\n{' '.join(h.chunk.text.split())}"
-                          for n, h in enumerate(hits, 1))
+    """The fixed rules (system), then the numbered sources, the question and a
+    reminder of the answer's form (user).
+
+    Each source is headed "Source [n], from FILE:" and nothing else: a header such as
+    "(hours.txt, line 1)" gave small models a number to answer with.
+    """
+    sources = "\n\n".join(f"Source [{n}], from {h.chunk.file}:\n{source_text(h.chunk.text)}"
+                           for n, h in enumerate(hits, 1))
     return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Sources:\n\n{sources}\n\nQuestion: {question}"}]
+            {"role": "user", "content": f"Sources:\n\n{sources}\n\nQuestion: {question}"
+                                        f"\n\n{REMINDER}"}]
 
 
 @dataclass
@@ -76,20 +102,33 @@ class Answer:
         p.text(str(self))
 
 
+def _support(sentence: str, cited: list[int], hits: list[Hit]) -> float:
+    """The share of the sentence's words found in the sources it cites (0-1)."""
+    own = {w for w in words(re.sub(r"\[[\d,\s]+\]", " ", sentence))
+           if w not in _STOP and len(w) > 2}
+    source_words = {w for n in cited if 1 <= n <= len(hits)
+                    for w in words(hits[n - 1].chunk.text)}
+    return round(len(own & source_words) / len(own), 2) if own and source_words else 0.0
+
+
 def split_claims(text: str, hits: list[Hit]) -> list[Claim]:
-    """Sentences of the answer with the sources each cites and how well they match."""
+    """Sentences of the answer with the sources each cites and how well they match.
+
+    A sentence that only points at a source ("This is found in source [2].")
+    is not a claim of its own: its number goes to the sentence before it.
+    """
     claims = []
     for sentence in re.split(r"(?<=[.!?\]])\s+(?=[A-Z0-9*\-])|\n+", text.strip()):
         if not re.search(r"\w", sentence):
             continue
         cited = [int(n) for group in re.findall(r"\[(\d+(?:\s*,\s*\d+)*)\]", sentence)
                  for n in group.split(",")]
-        own = {w for w in words(re.sub(r"\[[\d,\s]+\]", " ", sentence))
-               if w not in _STOP and len(w) > 2}
-        source_words = {w for n in cited if 1 <= n <= len(hits)
-                        for w in words(hits[n - 1].chunk.text)}
-        support = len(own & source_words) / len(own) if own and source_words else 0.0
-        claims.append(Claim(sentence.strip(), cited, round(support, 2)))
+        own = set(words(re.sub(r"\[[\d,\s]+\]", " ", sentence))) - _STOP
+        if cited and claims and not claims[-1].sources and own <= _POINTER:
+            claims[-1].sources = cited
+            claims[-1].support = _support(claims[-1].sentence, cited, hits)
+            continue
+        claims.append(Claim(sentence.strip(), cited, _support(sentence, cited, hits)))
     return claims
 
 
@@ -145,6 +184,9 @@ def answer(question: str, index, model=None, k: int = 3, method: str = "embeddin
     notices = list(hits.notices)
     if not looks_english(question) and not any("English" in n for n in notices):
         notices.append("The question does not look like English.")
+    if text.strip() and not re.search(r"[^\W\d_]{2}", text):  # "1", "[2]": no words
+        notices.append(f"The answer is only {text.strip()!r}, not a sentence: the model "
+                       "did not answer. Ask again in other words, or use a bigger model.")
     notices += check_claims(claims, len(hits))
     if stream.stats.stop_reason == "length":
         notices.append(f"The answer was cut at max_tokens={max_tokens}.")
