@@ -100,12 +100,12 @@ async def embed(request: Request, name: str | None, texts: list[str], **options)
     try:
         model, load_s = await pool.ensure(request, name)
         vectors = await _run(request, pool, name, model, texts, options)
+        stats = getattr(model, "embed_stats", None)  # ours: the next request waits
         pool.counters["completed"] += 1
     finally:
         slot.active -= 1
         slot.idle_since = time.time()
         slot.lock.release()
-    stats = getattr(model, "embed_stats", None)
     if stats is not None and stats.truncated:
         log.warning("%s: %s", name, stats.line())
     return name, vectors, (stats.tokens if stats else 0), load_s
