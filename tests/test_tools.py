@@ -3,9 +3,12 @@
 Mechanics run on the starter with forced calls (fast and repeatable); the
 capable model answers the notebook's question once, through its own template.
 """
+import contextlib
+import io
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
@@ -258,7 +261,7 @@ def test_schema_only_tools_cannot_run(starter):
 
 def test_catalogue_and_calculator():
     austen = search_catalogue(author="austen").splitlines()
-    assert austen[0] == "Found 7 books: 5 available, 2 on loan."
+    assert austen[0] == "Found 7 books: 5 available, 2 on loan (Emma, Persuasion)."
     assert austen[4] == "Emma — Jane Austen (1815, id 4) — on loan until 2026-12-22"
     assert [b["title"] for b in read_books("\n".join(austen))
             if b["status"] == "on loan"] == ["Emma", "Persuasion"]
@@ -434,6 +437,19 @@ def test_each_kind_of_wrong_statement_is_marked(answer, title, said):
     assert f"{title} [✗ catalogue: " in check.marked()
 
 
+def test_the_answer_qwen_gave_with_one_line_per_book_is_named():
+    """The list runs on past ', and': Northanger Abbey is still 'available'."""
+    check = check_answer(
+        'The books by Jane Austen that are available are "Sense and Sensibility", '
+        '"Pride and Prejudice", "Mansfield Park", "Emma", and "Northanger Abbey". '
+        'The books on loan are "Persuasion" and "Lady Susan", with the loan dates '
+        'set for December 22, 2026, and December 24, 2026 respectively.', AUSTEN)
+    assert [(c.title, c.said) for c in check.wrong()] == [
+        ("Emma", "available"), ("Lady Susan", "on loan")]
+    assert [c.ok for c in check.claims] == [True, True, True, False, True, True,
+                                            False]
+
+
 def test_a_title_without_a_status_is_not_called_wrong():
     check = check_answer("We have Emma, and also Lady Susan.", AUSTEN)
     assert check.ok and [c.ok for c in check.claims] == [None, None]
@@ -452,6 +468,76 @@ def test_every_catalogue_row_reads_back():
     back = read_books("\n".join(book_line(*r) for r in rows))
     assert [(b["title"], b["author"], b["status"], b["due"]) for b in back] == \
         [(r[0], r[1], r[4], r[5] or "") for r in rows]
+
+
+# ---- notebook 09: its text says what its cells show --------------------------------
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "09_tools_and_agents.ipynb"
+
+
+def notebook(*ids: str) -> str:
+    """The source of notebook 09's cells with these ids (all markdown if none)."""
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    found = {c["id"]: "".join(c["source"]) for c in cells}
+    if not ids:
+        return "\n".join(found[c["id"]] for c in cells if c["cell_type"] == "markdown")
+    return "\n".join(found[i] for i in ids)
+
+
+def run_cells(namespace: dict, *ids: str) -> str:
+    """Run notebook 09's cells in `namespace`; what they printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(notebook(*ids), namespace)
+    return out.getvalue()
+
+
+def test_notebook_09_text_matches_its_figures_and_rows():
+    import sqlite3
+
+    from kit.engines.tool_calls import MAX_PARALLEL
+    from kit.tools.library import catalogue
+
+    text = " ".join(notebook().split())
+    db = sqlite3.connect(catalogue())
+    assert "342 public-domain books" in text
+    assert db.execute("SELECT count(*) FROM books").fetchone() == (342,)
+    db.close()
+    assert "twelve questions" in text and len(TASKS) == 12
+    assert "up to four at once" in text and MAX_PARALLEL == 4
+    # "the opposite of the rows above": the rows the notebook prints
+    ns = {"check_answer": check_answer}
+    rows = run_cells(ns, "c09-18")
+    assert "Qwen answered that *Emma* and *Persuasion* were available and *Pride " \
+           "and Prejudice* on loan: the opposite of the rows above" in text
+    assert "Emma — Jane Austen (1815, id 4) — on loan until 2026-12-22" in rows
+    assert "Persuasion — Jane Austen (1817, id 6) — on loan until 2026-12-24" in rows
+    assert "Pride and Prejudice — Jane Austen (1813, id 2) — available" in rows
+    # "each of the three contradicted titles is marked"
+    marked = run_cells(ns, "c09-22f")
+    assert "each of the three contradicted titles is marked" in text
+    assert marked.count("[✗ catalogue:") == 3
+
+
+def test_notebook_09_starter_cells_do_what_the_text_says(starter):
+    from kit.tools import run_tools as loop
+
+    ns = {"starter": starter, "run_tools": loop}
+    out = run_cells(ns, "c09-05", "c09-29")
+    text = " ".join(notebook().split())
+    # "wrote an expression the calculator refused, then repeated the same call;
+    # asked once more without tools, it only echoed the error until max_tokens"
+    assert "wrote an expression the calculator refused, then repeated the same " \
+           "call" in text
+    kinds = [s.kind for s in ns["run"].steps]
+    assert kinds == ["call", "error", "repeat", "answer"], out
+    assert ns["run"].stopped == "repeat" and ns["run"].cut
+    assert "failed" in ns["run"].answer and out.startswith("step 1  model calls")
+    # a refused delete ends with the tool's own sentence
+    out = run_cells(ns, "c09-37")
+    assert "the run ends with a sentence saying what was not done" in text
+    assert out.splitlines()[-1] == "step 1  the run ends: Book 7 was not deleted."
+    assert ns["run"].answer == "Book 7 was not deleted."
 
 
 # ---- the capable model, through its own template ----------------------------------

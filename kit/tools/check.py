@@ -42,6 +42,7 @@ DATE = re.compile(r"\b(?P<iso>\d{4}-\d\d-\d\d)\b|\b" + MONTH + r" (?P<day>\d{1,2
                   + MONTH.replace("month", "month2"), re.I)
 HEADING = re.compile(r"^[\s#*_]*([^:\n]*):[\s*_]*$")  # "**On loan:**"
 LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s")
+LIST_TAIL = re.compile(r"^[\s\"'“”*_,.]*(?:(?:and|or)[\s\"'“”*_,.]*)?$", re.I)
 
 
 @dataclass
@@ -139,16 +140,16 @@ def _due_dates(titles: list, dates: list, end: int) -> list:
 
 
 def _clauses(answer: str):
-    """(start, text, is a list item) for each statement of the answer."""
+    """(start, text, in a list item, first in its line) for each statement."""
     offset = 0
     for line in answer.splitlines(keepends=True):
         item = LIST_ITEM.match(line)
         body = item.end() if item else 0
         parts = CLAUSE.split(line[body:])
         at = offset + body
-        for part in parts:
+        for i, part in enumerate(parts):
             at = answer.find(part, at)
-            yield at, part, bool(item)
+            yield at, part, bool(item), i == 0
             at += len(part)
         offset += len(line)
 
@@ -174,10 +175,15 @@ def check_answer(answer, results=None) -> Check:
         results = answer if results is None else results
         answer = answer.answer or ""
     books = {b["title"]: b for b in read_books(_results(results))}
-    check, heading = Check(answer), ""
-    for start, clause, item in _clauses(answer):
+    check, heading, last = Check(answer), "", ""
+    for start, clause, item, first in _clauses(answer):
         statuses = list(STATUS.finditer(clause))
         titles = _titles(clause, books)
+        rest = clause
+        for a, b, _ in reversed(titles):
+            rest = rest[:a] + rest[b:]
+        # '..., and "Lady Susan".' after a clause with a status: the list goes on
+        tail = not first and titles and not statuses and LIST_TAIL.match(rest)
         if HEADING.match(clause) and statuses and not titles:  # "**On loan:**"
             heading = _status(statuses[-1].group(0))
             continue
@@ -186,7 +192,8 @@ def check_answer(answer, results=None) -> Check:
         dues = _due_dates(titles, list(DATE.finditer(clause)), len(clause))
         for (a, b, title), due in zip(titles, dues):
             book, phrase = books[title], _said(a, b, statuses)
-            said = _status(phrase.group(0)) if phrase else heading
+            said = _status(phrase.group(0)) if phrase else last if tail else heading
+            last = said
             truth = "on loan until " + book["due"] if book["status"] == "on loan" \
                 else "available"
             ok = said == book["status"] if said else None

@@ -2,12 +2,13 @@
 
 The catalogue holds 342 public-domain books (kit/data/library_catalogue.csv;
 the loans are invented) and is loaded into SQLite when first searched.
-A search answers in plain lines, one per book, the status last, because a
-1.5B model copies lines like these more faithfully than JSON records:
+A search answers in plain words: a count line that names the books on loan,
+then one line per book with its status last (not JSON, whose quotes and
+escapes a 1.5B model must read through):
 
 >>> found = search_catalogue(author="Austen", title="Emma")
 >>> print(found)
-Found 1 book: 0 available, 1 on loan.
+Found 1 book: 0 available, 1 on loan (Emma).
 Emma — Jane Austen (1815, id 4) — on loan until 2026-12-22
 >>> read_books(found)  # the lines read back (kit.tools.check uses this)
 [{'title': 'Emma', 'author': 'Jane Austen', 'status': 'on loan', 'due': '2026-12-22'}]
@@ -131,12 +132,13 @@ def search_catalogue(author: str = "", title: str = "") -> str:
         asked = " and ".join(f"{k} {v!r}" for k, v in
                              (("author", author), ("title", title)) if v.strip())
         return f"No books found for {asked or 'an empty search'}."
-    out = sum(r[4] == "on loan" for r in rows)
-    head = (f"Found {found} book{'s' * (found != 1)}: {len(rows) - out} available, "
-            f"{out} on loan.")
-    if found > len(rows):
-        head = f"Found {found} books; the first {len(rows)}: " \
-            f"{len(rows) - out} available, {out} on loan."
+    # The count line names the books on loan: the answer to the commonest
+    # question, so a small model need not gather it from the lines below.
+    out = [r[0] for r in rows if r[4] == "on loan"]
+    head = f"Found {found} book{'s' * (found != 1)}" + (
+        f"; the first {len(rows)}" if found > len(rows) else "") + \
+        f": {len(rows) - len(out)} available, {len(out)} on loan" + (
+        f" ({', '.join(out)})." if out else ".")
     return "\n".join([head] + [book_line(*row) for row in rows])
 
 
