@@ -18,8 +18,9 @@ import httpx
 import psutil
 import pytest
 
-from kit.errors import BadParameter, HubNotRunning, NpmMissing
+from kit.errors import BadParameter, HubNotRunning, HubStartFailed, HubUnsafe, NpmMissing
 from kit.room import hub_config
+from kit.room.hub_users import account_name, can_make_accounts, make_accounts, remove_accounts
 from kit.room.hub import open_room, room_processes, start_room
 from kit.room.hub_check import (CORE_CELLS, _login, check_room, core_cells,
                                 format_report, run_learner)
@@ -39,8 +40,34 @@ def room(tmp_path_factory):
         pytest.skip("node and npm are needed for JupyterHub's proxy "
                     "(sudo apt-get install nodejs npm)")
     folder = tmp_path_factory.mktemp("room")
-    with start_room(NAMES, room=folder, port=0, quiet=True) as running:
-        yield running
+    with _learners_can_run_this_python():
+        try:
+            with start_room(NAMES, room=folder, port=0, quiet=True) as running:
+                yield running
+        finally:
+            remove_accounts(folder, homes=True)  # the system users it made (as root)
+
+
+class _learners_can_run_this_python:
+    """The learners' accounts must run the kit's Python. Here it lives under
+    /root (pyenv), closed to other users: for the tests only, let them pass
+    through (o+x: no listing, no reading), and close it again afterwards."""
+
+    def __enter__(self):
+        from kit.room.hub_users import closed_to_learners, kit_paths
+
+        self.opened = []
+        while can_make_accounts() is None and (folder := closed_to_learners(kit_paths())):
+            mode = folder.stat().st_mode
+            if mode & stat.S_IXOTH:
+                break  # a file others cannot read: not ours to change
+            self.opened.append((folder, stat.S_IMODE(mode)))
+            os.chmod(folder, stat.S_IMODE(mode) | stat.S_IXOTH)
+        return self
+
+    def __exit__(self, *exc):
+        for folder, mode in reversed(self.opened):
+            os.chmod(folder, mode)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +153,117 @@ def test_no_secret_reaches_a_log_or_the_config(room, report):
     assert stat.S_IMODE(room.room.stat().st_mode) == 0o700
 
 
+# ---- learners kept apart --------------------------------------------------------
+
+PROBE = r"""
+import hashlib, json, os, pathlib, pwd
+room, other = pathlib.Path(ROOM), pathlib.Path(OTHER_HOME)
+out = {"uid": os.getuid(), "user": pwd.getpwuid(os.getuid()).pw_name,
+       "own_key": hashlib.sha256(os.environ["KIT_REMOTE_API_KEY"].encode()).hexdigest(),
+       "others": [], "files": {}}
+for d in pathlib.Path("/proc").iterdir():
+    try:
+        if not d.name.isdigit() or d.stat().st_uid == os.getuid():
+            continue
+    except OSError:
+        continue
+    for part in ("environ", "cmdline"):
+        try:
+            out["others"].append((d / part).read_bytes().decode(errors="replace"))
+        except OSError:
+            pass
+for f in ("secrets.json", "keys.json", "jupyterhub.sqlite", "hub.log",
+          "cookie_secret", "jupyterhub_config.py", "room.json"):
+    try:
+        (room / f).read_bytes()
+        out["files"][f] = "read"
+    except OSError as e:
+        out["files"][f] = type(e).__name__
+try:
+    os.listdir(other)
+    out["files"]["other home"] = "read"
+except OSError as e:
+    out["files"]["other home"] = type(e).__name__
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(can_make_accounts() is not None, reason="needs root (useradd)")
+def test_a_learners_kernel_cannot_read_another_learners_key_or_the_rooms_secrets(room,
+                                                                               report):
+    """From inside learner-1's kernel: its own key is there; learner-2's key,
+    the room's password and the server's key are nowhere it can read."""
+    import hashlib
+    import json
+    import pwd
+    import time
+
+    secrets = room.secrets()
+    other_home = pwd.getpwnam(account_name("learner-2")).pw_dir
+    code = f"ROOM, OTHER_HOME = {str(room.room)!r}, {other_home!r}\n" + PROBE
+    result = run_learner(room.hub_url, "learner-1", secrets["password"],
+                         [("probe", code)], deadline=time.monotonic() + 180)
+    assert result.problem == "" and result.cells[0].status == "ok", result
+    seen = json.loads(result.cells[0].output)
+    assert seen["uid"] != 0 and seen["user"] == "kit-learner-1"
+    own = secrets["keys"]["learner-1"]
+    assert seen["own_key"] == hashlib.sha256(own.encode()).hexdigest()
+    assert seen["others"], "the probe saw no other process at all"
+    hidden = [secrets["password"], secrets["server_key"], secrets["proxy_token"],
+              *(k for name, k in secrets["keys"].items() if name != "learner-1")]
+    text = "\n".join(seen["others"])
+    assert not [s for s in hidden if s in text], "another's secret is readable"
+    assert all(v == "PermissionError" for v in seen["files"].values()), seen["files"]
+    assert stat.S_IMODE(os.stat(other_home).st_mode) == 0o700
+
+
+@pytest.mark.skipif(can_make_accounts() is not None, reason="needs root (useradd)")
+def test_a_python_the_learners_cannot_run_is_named_before_anything_starts(
+        tmp_path, monkeypatch):
+    pytest.importorskip("jupyterhub")
+    import kit.room.hub as hub
+
+    monkeypatch.setattr(hub, "closed_to_learners", lambda paths: tmp_path / "closed")
+    with pytest.raises(HubStartFailed, match="cannot run this Python: .*closed is "
+                       "closed to other users.*chmod o\\+x"):
+        start_room(["ana", "ben"], room=tmp_path / "room", port=0, quiet=True)
+    assert not (tmp_path / "room").exists()
+
+
+def test_several_learners_as_one_user_are_refused_unless_the_risk_is_named(
+        tmp_path, monkeypatch):
+    pytest.importorskip("jupyterhub")
+    import kit.room.hub as hub
+
+    monkeypatch.setattr(hub, "can_make_accounts", lambda: "the hub does not run as root")
+    with pytest.raises(HubUnsafe, match="--shared-user-unsafe") as caught:
+        start_room(["ana", "ben"], room=tmp_path / "room", port=0, quiet=True)
+    assert "the hub does not run as root" in str(caught.value)
+    assert "read the others' keys" in str(caught.value)
+    assert not (tmp_path / "room").exists()  # nothing made, nothing started
+
+
+@pytest.mark.skipif(can_make_accounts() is not None, reason="needs root (useradd)")
+def test_each_learner_gets_a_private_account_that_is_removed_again(tmp_path):
+    import pwd
+
+    assert account_name("root") == "kit-root"  # never the real root
+    assert len(account_name("a" * 32)) <= 32
+    try:
+        made = make_accounts(tmp_path, ["zz-kit-test"])
+        entry = pwd.getpwnam("kit-zz-kit-test")
+        assert made["zz-kit-test"]["uid"] == entry.pw_uid != 0
+        home = os.stat(entry.pw_dir)
+        assert home.st_uid == entry.pw_uid and stat.S_IMODE(home.st_mode) == 0o700
+        again = make_accounts(tmp_path, ["zz-kit-test"])  # reused, not duplicated
+        assert again["zz-kit-test"]["uid"] == entry.pw_uid
+    finally:
+        gone = remove_accounts(tmp_path, homes=True)
+    assert gone == ["kit-zz-kit-test"]
+    with pytest.raises(KeyError):
+        pwd.getpwnam("kit-zz-kit-test")
+
+
 def test_a_wrong_password_or_an_unknown_learner_is_refused(room):
     password = room.secrets()["password"]
     for name, given in (("learner-1", password + "x"), ("mallory", password)):
@@ -135,6 +273,27 @@ def test_a_wrong_password_or_an_unknown_learner_is_refused(room):
     r = httpx.post(f"{room.hub_url}/hub/api/users/learner-1/tokens", trust_env=False,
                    json={"auth": {"username": "learner-1", "password": "wrong"}})
     assert r.status_code == 403
+
+
+def test_repeated_wrong_passwords_from_one_address_are_slowed(room, report):
+    """After FREE_TRIES wrong passwords each try waits (the hub says so in its
+    log); a right password clears the count."""
+    password = room.secrets()["password"]
+    start = len(room.hub_log.read_text(errors="replace"))
+    with httpx.Client(timeout=120, trust_env=False) as client:
+        for i in range(hub_config.FREE_TRIES + 2):
+            with pytest.raises(RuntimeError, match="login refused"):
+                _login(client, room.hub_url, "learner-3", f"wrong-{i}")
+    new = room.hub_log.read_text(errors="replace")[start:]
+    assert "wrong passwords from 127.0.0.1 in 300 s: this try waits 1 s" in new
+    assert "this try waits 2 s" in new
+    with httpx.Client(timeout=120, trust_env=False) as client:
+        _login(client, room.hub_url, "learner-3", password)  # then the count is cleared
+    seen = room.hub_log.read_text(errors="replace").count("wrong passwords from")
+    with httpx.Client(timeout=120, trust_env=False) as client:
+        with pytest.raises(RuntimeError, match="login refused"):
+            _login(client, room.hub_url, "learner-3", "wrong-again")
+    assert room.hub_log.read_text(errors="replace").count("wrong passwords from") == seen
 
 
 def test_only_the_rooms_keys_open_the_shared_server(room):
@@ -250,9 +409,10 @@ def test_learners_can_use_llama_cpps_own_server_with_its_key(tmp_path):
     # without --interrupt_requests False, llama-cpp-python's server cuts off the
     # answer it is writing when another request arrives (found by this test)
     outside.cmd += ["--api_key", key, "--interrupt_requests", "False"]
-    with outside, start_room(["ana", "ben"], room=tmp_path / "room", port=0,
-                             server_url=outside.url, server_key=key,
-                             quiet=True) as room:
+    with _learners_can_run_this_python(), _accounts_removed(tmp_path / "room"), \
+            outside, start_room(
+            ["ana", "ben"], room=tmp_path / "room", port=0, server_url=outside.url,
+            server_key=key, quiet=True) as room:
         assert room.server is None and room.kit_url == outside.url
         assert httpx.get(outside.url + "/v1/models", trust_env=False).status_code == 401
         cells = [c for c in core_cells() if c[0] in ("01-002", "01-005", "01-017")]
@@ -315,3 +475,31 @@ def test_the_config_is_what_jupyterhub_reads(tmp_path):
 
     assert env["KIT_REMOTE_API_KEY"](Spawner) == hub_config.read_secrets(tmp_path)["keys"]["ben"]
     assert (os.geteuid() == 0) == ("--allow-root" in c.Spawner.args)
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+
+
+@needs_npm
+def test_with_accounts_each_learner_runs_as_their_own_user(tmp_path):
+    pytest.importorskip("jupyterhub")
+    from jupyterhub.spawner import LocalProcessSpawner
+    from traitlets.config import PyFileConfigLoader
+
+    config = hub_config.write_config(
+        tmp_path, ["ana"], "http://127.0.0.1:9", port=8123, marker="m-1",
+        accounts={"ana": {"account": "kit-ana"}})
+    c = PyFileConfigLoader(config.name, str(tmp_path)).load_config()
+    assert issubclass(c.JupyterHub.spawner_class, LocalProcessSpawner)
+    assert "--allow-root" not in c.Spawner.args  # a learner is never root
+
+
+class _accounts_removed:
+    """Remove the system users a room made, whatever happens in the block."""
+
+    def __init__(self, room):
+        self.room = room
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        remove_accounts(self.room, homes=True)

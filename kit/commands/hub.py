@@ -5,6 +5,11 @@
     kit hub start --host 0.0.0.0            the room reaches it (default: this computer only)
     kit hub check --users 10                10 learners log in and run notebook 01 at once
     kit hub stop                            stop a room started in another terminal
+    kit hub stop --remove-users             ... and delete the learners' system users
+
+Run as root, the hub gives each learner a system user of their own (kit-NAME),
+so no learner can read another's key or the room's secrets. Not as root, a room
+of several learners is refused unless you pass --shared-user-unsafe.
     kit hub start --server-url http://10.0.0.5:8080 --server-key-env GPU_KEY
                                             learners use a GPU server instead
 
@@ -42,6 +47,9 @@ def register(sub) -> None:
                        "vLLM on a GPU machine) instead of a kit serve started here")
     start.add_argument("--server-key-env", metavar="VAR",
                        help="environment variable holding that server's API key")
+    start.add_argument("--shared-user-unsafe", action="store_true",
+                       help="not root: run all learners as this one user, although each "
+                       "can then read the others' keys and the room's password")
     start.add_argument("--check", type=int, default=0, metavar="N",
                        help="once started, N learners run notebook 01 at once; report, stop")
     start.set_defaults(func=cmd_start)
@@ -52,6 +60,8 @@ def register(sub) -> None:
     check.set_defaults(func=cmd_check)
     stop = verbs.add_parser("stop", help="stop a room started in another terminal")
     stop.add_argument("--dir", help="the room's folder (default KIT_HOME/hub)")
+    stop.add_argument("--remove-users", action="store_true",
+                      help="also delete the system users the room made (homes stay)")
     stop.set_defaults(func=cmd_stop)
 
 
@@ -71,7 +81,8 @@ def cmd_start(a) -> int:
     key = os.environ.get(a.server_key_env, "") if a.server_key_env else None
     room = start_room(learner_names(a.users, a.learners), model=a.model, host=a.host,
                       port=a.port, room=a.dir, n_threads=a.threads, parallel=a.parallel,
-                      server_url=a.server_url, server_key=key)
+                      server_url=a.server_url, server_key=key,
+                      shared_user=a.shared_user_unsafe)
     try:
         if a.check:
             return _report(room, a.check)
@@ -111,4 +122,9 @@ def cmd_stop(a) -> int:
     room = open_room(a.dir)
     room.stop()
     print(f"Stopped the room in {room.room}.")
+    if a.remove_users:
+        from kit.room.hub_users import remove_accounts
+
+        gone = remove_accounts(room.room)
+        print(f"Removed {len(gone)} system user(s): {', '.join(gone) or 'none'}.")
     return 0

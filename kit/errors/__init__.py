@@ -28,7 +28,7 @@ from kit.errors.serving import (
     NothingToEvaluate, OtherTokens, EmptyMessage, FolderNotWritable, UnknownDashboard,
     DashboardMissing, NoFreePort, DashboardPortBusy, VoilaStopped, VoilaTimedOut,
     QuizNotFound, BadQuiz, HubMissing, NpmMissing, HubStartFailed,
-    HubNotRunning
+    HubNotRunning, HubUnsafe
 )
 from kit.errors.using import (
     NoDocuments, Unreadable, BadTool, ToolsUnsupported, UnknownTool, NoToolCall,

@@ -251,3 +251,11 @@ class HubStartFailed(KitError):
 class HubNotRunning(KitError):
     template = ("No JupyterHub room is running from {folder}. Start one with `kit hub "
                 "start` (or name its folder with --dir).")
+
+
+class HubUnsafe(KitError):
+    template = ("A room of {learners} learners would run them all as one system user, "
+                "because {reason}: each learner could read the others' keys, the room's "
+                "password and the server's key. Start the hub as root (sudo kit hub "
+                "start) so it gives each learner a user of their own, or accept the "
+                "risk: --shared-user-unsafe (start_room(..., shared_user=True)).")

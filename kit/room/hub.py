@@ -1,8 +1,8 @@
 """A JupyterHub for a room on one machine, with one shared kit server (docs/classroom.md, C).
 
 Each learner logs in with their name and the room's password, gets their own
-JupyterLab (a local process: JupyterHub's SimpleLocalProcessSpawner) with the
-notebooks in their home folder, and their kernels reach ONE `kit serve` through
+JupyterLab (a local process as their own system user, kit-NAME, when the hub
+runs as root: kit/room/hub_users.py) with the notebooks in their home folder, and their kernels reach ONE `kit serve` through
 the remote engine: KIT_REMOTE_URL and a key of their own (KIT_REMOTE_API_KEY,
 a room key of kit.server.keys, so /kit/status counts each learner's use).
 JupyterHub comes from PyPI (`pip install 'local-llm-workshop-kit[hub]'`), its
@@ -22,9 +22,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.errors import HubMissing, HubNotRunning, HubStartFailed
+from kit.errors import HubMissing, HubNotRunning, HubStartFailed, HubUnsafe
 from kit.room.hub_config import (DEFAULT_PORT, MARKER, check_learners, install_proxy,
                                  new_marker, read_secrets, write_config)
+from kit.room.hub_users import (can_make_accounts, closed_to_learners, kit_paths,
+                                make_accounts)
 from kit.util import free_port, stop_process, wait_until_ready
 
 
@@ -84,6 +86,7 @@ class Room:
     marker: str  # every process of the hub carries it (MARKER)
     hub_pid: int
     server_pid: int
+    accounts: bool = False  # each learner runs as their own system user
 
     @property
     def password_file(self) -> Path:
@@ -99,7 +102,9 @@ class Room:
 
     def save(self) -> None:
         fields = {k: v for k, v in vars(self).items() if k in Room.__dataclass_fields__}
-        (self.room / "room.json").write_text(json.dumps({**fields, "room": str(self.room)}))
+        fd = os.open(self.room / "room.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({**fields, "room": str(self.room)}, f)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop it from another process: the hub, what is left, the kit server."""
@@ -169,11 +174,14 @@ def start_room(learners, *, model: str = "smollm2:135m", room: Path | None = Non
                host: str = "127.0.0.1", port: int = DEFAULT_PORT, n_threads: int | None = None,
                max_queue: int = 40, parallel: int | None = None, timeout: float = 120.0,
                server_url: str | None = None, server_key: str | None = None,
-               quiet: bool = False) -> RunningRoom:
+               shared_user: bool = False, quiet: bool = False) -> RunningRoom:
     """Start one `kit serve` and a JupyterHub whose learners use it; return once both answer.
 
     server_url: learners use this OpenAI-compatible server instead (llama.cpp's
     or vLLM on a GPU machine, docs/classroom.md B), all with server_key.
+    shared_user: where no system user per learner can be made (the hub is not
+    root), run several learners as this one user anyway, knowing each can
+    read the others' keys and the room's secrets; refused otherwise.
     """
     import importlib.util
 
@@ -182,31 +190,43 @@ def start_room(learners, *, model: str = "smollm2:135m", room: Path | None = Non
     if importlib.util.find_spec("jupyterhub") is None:
         raise HubMissing()
     learners = check_learners(learners)
+    why = can_make_accounts()
+    if why and len(learners) > 1 and not shared_user:
+        raise HubUnsafe(learners=len(learners), reason=why)
+    closed = None if why else closed_to_learners(kit_paths())
+    if closed:
+        raise HubStartFailed(what="A room with a system user per learner", detail=(
+            f"those users cannot run this Python: {closed} is closed to other users."
+            " Install the kit in a Python every user can run (for example "
+            "python3 -m venv /opt/kit), or let them through: chmod o+x " + str(closed)))
     room = Path(room or get_settings().home / "hub").resolve()
     room.mkdir(parents=True, exist_ok=True)
     os.chmod(room, 0o700)
+    accounts = None if why else make_accounts(room, learners)  # /home/kit-NAME
     proxy = install_proxy(quiet=quiet)
     port = port or free_port(host)
     hub_url, kit_port, marker = f"http://{host}:{port}", free_port(), new_marker(room)
     kit_url = server_url.rstrip("/") if server_url else f"http://127.0.0.1:{kit_port}"
     config = write_config(room, learners, kit_url, host=host, port=port, proxy=proxy,
-                          marker=marker, models=[model],
+                          marker=marker, models=[model], accounts=accounts,
                           shared_key=(server_key or "") if server_url else None)
     server = None if server_url else _start_server(room, model, kit_port, n_threads=n_threads,
                                                    max_queue=max_queue, parallel=parallel,
                                                    timeout=timeout)
     try:
-        with open(room / "hub.log", "ab") as log:
+        fd = os.open(room / "hub.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:  # umask 077: what the hub writes is private
             hub = subprocess.Popen(
                 [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=room,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, MARKER: marker}, start_new_session=True)
+                env={**os.environ, MARKER: marker}, start_new_session=True, umask=0o077)
     except BaseException:
         if server:
             server.stop()
         raise
     out = RunningRoom(room, hub_url, kit_url, learners, marker, hub.pid,
-                      server.proc.pid if server else 0, hub=hub, server=server)
+                      server.proc.pid if server else 0, bool(accounts), hub=hub,
+                      server=server)
     state = wait_until_ready(hub, lambda: hub_version(hub_url) is not None, timeout)
     if state != "ready":
         out.stop()
@@ -216,7 +236,10 @@ def start_room(learners, *, model: str = "smollm2:135m", room: Path | None = Non
     if not quiet:
         print(f"JupyterHub for {len(learners)} learners on {hub_url} (their model "
               f"server: {kit_url}); the room's password is in "
-              f"{out.password_file} (not printed here).", flush=True)
+              f"{out.password_file} (not printed here). " + (
+                  "Each learner runs as their own system user (kit-NAME)."
+                  if accounts else f"All learners run as one user ({why}): each "
+                  "can read the others' keys and the room's secrets."), flush=True)
     return out
 
 

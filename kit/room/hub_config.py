@@ -1,9 +1,11 @@
 """The configuration of a room's JupyterHub, and its proxy from npm (docs/classroom.md, C).
 
 kit.room.hub starts what this module writes: jupyterhub_config.py (learners
-by name, one room password, SimpleLocalProcessSpawner in the kit's Python,
-each learner's key in KIT_REMOTE_API_KEY) and secrets.json (0600), in the room
-folder. configurable-http-proxy is installed, pinned, with `npm install
+by name, one room password, each learner's key in KIT_REMOTE_API_KEY) and
+secrets.json (0600), in the room folder. With accounts (kit/room/hub_users.py:
+the hub runs as root) each learner's server runs as their own system user
+through JupyterHub's LocalProcessSpawner; without, all run as the hub's user
+through SimpleLocalProcessSpawner (one learner, or a room that accepted it). configurable-http-proxy is installed, pinned, with `npm install
 --prefix` into a cache folder (never globally).
 
 >>> write_config(Path("room"), ["ana", "ben"], "http://127.0.0.1:8000")
@@ -29,6 +31,7 @@ PROXY_VERSIONS = {20: "5.3.0", 10: "4.6.3"}
 MARKER = "KIT_HUB_ROOM"  # in the environment of every process a room starts
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 DEFAULT_PORT = 8001
+FREE_TRIES = 5  # wrong hub passwords from one address before each try waits
 
 
 def proxy_cache() -> Path:
@@ -94,6 +97,7 @@ CONFIG = '''\
 # Made by kit.room.hub (`kit hub start`); JupyterHub reads it at start.
 # The secrets (room password, learners' keys) stay in secrets.json (0600).
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -114,13 +118,61 @@ c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
 c.ConfigurableHTTPProxy.auth_token = SECRETS["proxy_token"]
 
 # Learners by name, one password for the room (JupyterHub's shared-password).
-c.JupyterHub.authenticator_class = "shared-password"
+# Wrong passwords from one address are slowed after a few (1, 2, 4 ... 30 s,
+# one try at a time), as reverse proxies do; a right one clears the count.
+import asyncio
+import time
+
+from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+
+FREE_TRIES, WINDOW, LONGEST = {free_tries}, 300, 30
+FAILED, LOCKS = {{}}, {{}}  # client address: times of wrong passwords; its lock
+
+
+class RoomAuthenticator(SharedPasswordAuthenticator):
+    async def authenticate(self, handler, data):
+        request = getattr(handler, "request", None)
+        address = getattr(request, "remote_ip", None) or "unknown"
+        async with LOCKS.setdefault(address, asyncio.Lock()):
+            now = time.monotonic()
+            recent = [t for t in FAILED.get(address, ()) if now - t < WINDOW]
+            if len(recent) >= FREE_TRIES:
+                wait = min(LONGEST, 2 ** (len(recent) - FREE_TRIES))
+                self.log.warning("%d wrong passwords from %s in %d s: this try "
+                                 "waits %d s", len(recent), address, WINDOW, wait)
+                await asyncio.sleep(wait)
+            user = await super().authenticate(handler, data)
+            FAILED[address] = [] if user else recent + [time.monotonic()]
+            return user
+
+
+c.JupyterHub.authenticator_class = RoomAuthenticator
 c.SharedPasswordAuthenticator.user_password = SECRETS["password"]
 c.Authenticator.allowed_users = set({learners!r})
 
-# Each learner's JupyterLab: a process on this machine, in the kit's Python.
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = str(ROOM / "homes" / "{{username}}")
+# Each learner's JupyterLab: a process on this machine, in the kit's Python,
+# as the learner's own system user when the room made them accounts.
+ACCOUNTS = {accounts!r}  # learner: system user (kit/room/hub_users.py)
+if ACCOUNTS:
+    import pwd
+
+    from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+
+    class RoomSpawner(LocalProcessSpawner):
+        """LocalProcessSpawner, with the learner's kit-NAME account."""
+
+        def make_preexec_fn(self, name):
+            return set_user_setuid(ACCOUNTS[name])
+
+        def user_env(self, env):
+            pw = pwd.getpwnam(ACCOUNTS[self.user.name])
+            env.update(USER=pw.pw_name, HOME=pw.pw_dir, SHELL=pw.pw_shell)
+            return env
+
+    c.JupyterHub.spawner_class = RoomSpawner
+else:
+    c.JupyterHub.spawner_class = "simple"
+    c.SimpleLocalProcessSpawner.home_dir_template = str(ROOM / "homes" / "{{username}}")
 c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.args = {args!r}
 c.Spawner.ip = "127.0.0.1"
@@ -136,11 +188,17 @@ c.Spawner.environment = {{
 
 
 def copy_notebooks(spawner):
-    """The kit's notebooks in the learner's home, once (their edits stay)."""
-    home = Path(spawner.home_dir)
+    """The kit's notebooks in the learner's home, once (their edits stay),
+    owned by the learner's account when there is one."""
+    home = (Path(pwd.getpwnam(ACCOUNTS[spawner.user.name]).pw_dir) if ACCOUNTS
+            else ROOM / "homes" / spawner.user.name)
     if NOTEBOOKS and not (home / "notebooks").exists():
         home.mkdir(parents=True, exist_ok=True)
         shutil.copytree(NOTEBOOKS, home / "notebooks")
+        if ACCOUNTS:
+            owner = home.stat()
+            for p in (home / "notebooks", *(home / "notebooks").rglob("*")):
+                os.chown(p, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
 c.Spawner.pre_spawn_hook = copy_notebooks
@@ -150,12 +208,13 @@ c.Spawner.pre_spawn_hook = copy_notebooks
 def write_config(room: Path, learners, kit_url: str, *, host: str = "127.0.0.1",
                  port: int = DEFAULT_PORT, proxy: Path | str = PROXY,
                  spawn_timeout: int = 300, marker: str = "", models=(),
-                 shared_key: str | None = None) -> Path:
+                 shared_key: str | None = None, accounts: dict | None = None) -> Path:
     """The room folder's jupyterhub_config.py and secrets.json; returns the config.
 
     models: what the learners' keys may use (empty: all the server offers);
     shared_key: a server of another kind (llama.cpp's, vLLM): every learner
     gets this one key ("" for none) instead of a room key of their own.
+    accounts: {learner: {"account": ...}} from hub_users.make_accounts.
     """
     from kit.server.keys import add_key
     from kit.util import notebooks_dir
@@ -180,10 +239,14 @@ def write_config(room: Path, learners, kit_url: str, *, host: str = "127.0.0.1",
         room=str(room), notebooks=str(nbs) if nbs else "", hub_url=f"http://{host}:{port}",
         hub_port=free_port(), proxy=str(proxy), proxy_api_port=free_port(),
         learners=learners, singleuser=str(singleuser),
-        args=["--allow-root"] if os.geteuid() == 0 else [], timeout=spawn_timeout,
-        kit_url=kit_url, marker=MARKER, room_id=marker or new_marker(room))
+        accounts={k: v["account"] for k, v in (accounts or {}).items()},
+        args=["--allow-root"] if os.geteuid() == 0 and not accounts else [],
+        timeout=spawn_timeout,
+        kit_url=kit_url, marker=MARKER, room_id=marker or new_marker(room),
+        free_tries=FREE_TRIES)
     path = room / "jupyterhub_config.py"
     path.write_text(text)
+    os.chmod(path, 0o600)  # only the hub reads it
     return path
 
 
