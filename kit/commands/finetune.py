@@ -35,10 +35,10 @@ def register(subparsers) -> None:
         "and time it expects first; Ctrl-C stops and leaves nothing behind.")
     p.add_argument("model", help="kit name or .gguf path (e.g. smollm2:135m)")
     p.add_argument("--data", required=True, metavar="FILE", help="training data")
-    p.add_argument("--epochs", type=int, default=3, help="passes over the data (3)")
-    p.add_argument("--lr", type=float, default=3e-5, help="learning rate (3e-5)")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the data, 1 to 1000 (3)")
+    p.add_argument("--lr", type=float, default=3e-5, help="learning rate, 1e-8 to 0.01 (3e-5)")
     p.add_argument("--ctx", type=int, default=256,
-                   help="tokens per training window, a multiple of 256 (256)")
+                   help="tokens per training window, up to 4096; used in steps of 256 (256)")
     p.add_argument("--label", default="ft", help="name suffix: MODEL-ft-LABEL (ft)")
     p.add_argument("--system", help="system prompt for question/answer pairs")
     p.add_argument("--threads", type=int)
