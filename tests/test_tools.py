@@ -450,6 +450,14 @@ def test_the_answer_qwen_gave_with_one_line_per_book_is_named():
                                             False]
 
 
+def test_dates_that_cannot_be_placed_are_not_called_wrong():
+    """Qwen's words: the second date is past ', and', so whose is which is unclear."""
+    check = check_answer('The books that are on loan are "Emma" and "Persuasion", '
+                         'with the loan due until December 22, 2026, and December '
+                         '24, 2026, respectively.', AUSTEN)
+    assert check.ok and [c.said for c in check.claims] == ["on loan", "on loan"]
+
+
 def test_a_title_without_a_status_is_not_called_wrong():
     check = check_answer("We have Emma, and also Lady Susan.", AUSTEN)
     assert check.ok and [c.ok for c in check.claims] == [None, None]

@@ -12,6 +12,7 @@
 
 loop       run_tools: the agent loop, step limit, timeouts, a person's yes
 library    the bundled library catalogue and its search tool (notebook 09)
+check      check_answer: each book status in an answer held against the search
 
 What every engine and the server need lives one floor down, in kit/engines/
 (imports only go downward): tool_schema (tools from Python functions or

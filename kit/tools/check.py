@@ -131,10 +131,11 @@ def _said(start: int, end: int, statuses: list[re.Match]) -> re.Match | None:
 
 
 def _due_dates(titles: list, dates: list, end: int) -> list:
-    """The date written for each title: the first one before the next title,
-    or, when all dates follow all titles ("... respectively"), in order."""
-    if len(dates) == len(titles) > 1 and dates[0].start() >= titles[-1][1]:
-        return dates
+    """The date written for each title: the first one before the next title;
+    when the dates follow all of several titles, in order if there are as
+    many ("... respectively"), else none (which date is whose is unclear)."""
+    if len(titles) > 1 and dates and dates[0].start() >= titles[-1][1]:
+        return dates if len(dates) == len(titles) else [None] * len(titles)
     return [next((d for d in dates if b <= d.start() < upto), None)
             for (_, b, _), upto in zip(titles, [t[0] for t in titles[1:]] + [end])]
 
