@@ -11,7 +11,9 @@ kit server running at http://127.0.0.1:40123 (models: smollm2:135m); ...
 
 `kit serve` runs the same server in the foreground (see kit.server.launch).
 Modules: models (loading, memory budget, queue), app (errors, API key),
-openai_api, ollama_api, launch (serve, start).
+openai_api, responses_api (OpenAI's Responses API), ollama_api, manage_api
+(Ollama's pull, create, copy, delete; presets: what create records),
+launch (serve, start).
 """
 from __future__ import annotations
 
