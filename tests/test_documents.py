@@ -344,7 +344,7 @@ def test_claims_and_their_sources_are_checked():
 def test_the_prompt_gives_no_number_to_answer_with_and_keeps_lines():
     # A learner's folder: opening hours as a timetable. The old prompt headed
     # each source "[1] (hours.txt, line 1)", squeezed the timetable onto one
-    # line and asked for a short answer: the starter answered "1".
+    # line and asked for a short answer; a learner got bare "1" answers.
     hours = "Opening hours\n\nMonday to Friday: 9 am to 8 pm.\nSaturday:   10 am to 5 pm."
     messages = answer_mod.build_messages("When do you open on Saturday?", [_hit(hours)])
     user = messages[1]["content"]

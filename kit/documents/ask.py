@@ -61,7 +61,10 @@ def build_messages(question: str, hits: list[Hit]) -> list[dict]:
     reminder of the answer's form (user).
 
     Each source is headed "Source [n], from FILE:" and nothing else: a header such as
-    "(hours.txt, line 1)" gave small models a number to answer with.
+    "(hours.txt, line 1)" puts a second number beside the one to cite. (A learner's
+    walk got bare "1" answers from the old layout: a line number in every header,
+    timetables squeezed onto one line, "Keep the answer short". Not reproduced
+    here; each of the three is changed, and a bare number is now named.)
     """
     sources = "\n\n".join(f"Source [{n}], from {h.chunk.file}:\n{source_text(h.chunk.text)}"
                            for n, h in enumerate(hits, 1))
