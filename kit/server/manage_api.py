@@ -198,7 +198,7 @@ async def pull_model(body: PullRequest, request: Request):
         offer(pool, ref.name, ref.path)
         digest = f"sha256:{ref.sha256}" if ref.sha256 else ""
         return [{"status": f"verified sha256 digest {ref.sha256 or '(none given)'}",
-                 "digest": digest}, {"status": "writing manifest"},
+                 "digest": digest}, {"status": f"registered as {ref.name}"},
                 {"status": "success"}]
 
     if not body.stream:
@@ -272,8 +272,8 @@ async def create_model(body: CreateRequest, request: Request):
     offer(pool, name, path)
     layer = entry.get("sha256") or "(no sha256 recorded)"
     return _statuses([{"status": f"using existing layer sha256:{layer}"},
-                            {"status": "writing manifest"}, {"status": "success"}],
-                           body.stream)
+                      {"status": f"registered as {name}"}, {"status": "success"}],
+                     body.stream)
 
 
 @router.post("/copy")
