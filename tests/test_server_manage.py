@@ -188,6 +188,21 @@ def test_create_gives_a_model_its_own_system_prompt_and_options(room, engine):
     assert entry["path"] == store.installed()[MODEL]["path"]  # nothing copied
 
 
+def test_create_with_opening_messages_and_from_a_created_model(room, engine):
+    opening = [{"role": "user", "content": "Who are you?"},
+               {"role": "assistant", "content": "The Mill Street Branch's librarian."}]
+    room.admin.create(model="mill:1", from_=MODEL, messages=opening,
+                      parameters={"temperature": 0, "num_predict": 4})
+    room.admin.create(model="mill:2", from_="mill:1", system=SYSTEM)  # layered
+    got = room.admin.chat(model="mill:2", messages=HELLO)
+    want = engine.chat([{"role": "system", "content": SYSTEM}, *opening, *HELLO],
+                       temperature=0, max_tokens=4)
+    assert got.message.content == want.text
+    assert got.prompt_eval_count == want.stats.prompt_tokens and got.eval_count == 4
+    for name in ("mill:2", "mill:1"):
+        room.admin.delete(name)
+
+
 def test_create_refuses_what_it_cannot_honour(room):
     before = store.installed()
     cases = [
