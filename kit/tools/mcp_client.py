@@ -216,11 +216,7 @@ class McpTools(list):
             answer = ElicitResult(action="accept", content={k: True for k in props})
         else:
             answer = ElicitResult(action="decline")
-        said = "yes (a person allowed this call)" if answer.action == "accept" else \
-            "declined (no person was asked about this call)"
         self.asked.append((params.message, answer.action))
-        if self.verbose:
-            print(f"  the server asks: {params.message} -> {said}", flush=True)
         return answer
 
     def _submit(self, coroutine) -> concurrent.futures.Future:
@@ -327,12 +323,19 @@ class McpTools(list):
             raise McpServerFailed(self.label, "is not running any more (closed, "
                                   "crashed or exited)", self.said())
         self._approved += int(approved)
+        before = len(self.asked)
         try:
             result = self._wait(self._submit(self._client.call_tool(
                 name, arguments or {}, read_timeout_seconds=self.timeout)),
                 self.timeout, f"the call {name}")
         finally:
             self._approved -= int(approved)
+            # printed here, not on the connection's thread: Jupyter shows a
+            # thread's prints in the cell that started the thread
+            for message, action in self.asked[before:] if self.verbose else ():
+                said = "yes (a person allowed this call)" if action == "accept" \
+                    else "declined (no person was asked about this call)"
+                print(f"  the server asks: {message} -> {said}", flush=True)
         text = result_text(result)
         if result.is_error:
             raise RuntimeError(f"the server says: {text}")

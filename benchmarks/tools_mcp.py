@@ -9,7 +9,10 @@ Prints two tables (figures only, never pass/fail: shared machines are noisy):
    in-process (median of `--calls` calls, side by side in one run), and the
    time from starting the server to its tool list.
 
-    python benchmarks/mcp.py [--tasks 7] [--calls 20] [--skip-qwen] [--json FILE]
+    python benchmarks/tools_mcp.py [--tasks 7] [--calls 20] [--skip-qwen] [--json FILE]
+
+(Not named mcp.py: a script's own folder comes first on sys.path, where a
+file called mcp.py would hide the mcp package.)
 """
 from __future__ import annotations
 
