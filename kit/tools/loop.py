@@ -26,6 +26,8 @@ from kit.engines.tool_schema import ToolCall, as_tools
 from kit.errors import BadTool, KitError, ToolFailed, UnknownTool
 
 REFUSED = "A person did not allow this call, so it did not run."
+ONCE_MORE = ("Now answer my question in words, using only the tool results "
+             "above. No more tool calls.")
 
 
 @dataclass
@@ -154,6 +156,7 @@ def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
 
     def once_more(n: int, how: str) -> Run:
         """Ask without tools, so the next words are an answer (step `n`)."""
+        run.messages.append({"role": "user", "content": ONCE_MORE})
         answer = model.chat(run.messages, tools=tools, tool_choice="none", **options)
         return answered(n, answer, how)
 
