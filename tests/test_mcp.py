@@ -86,6 +86,22 @@ def test_kit_mcp_serve_speaks_mcp_to_the_sdk_client(tmp_path):
     assert "2026-12-22" in out["after"].content[0].text  # the due date is unchanged
 
 
+def _kit(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kit", "mcp", *args], timeout=180,
+                          env={**os.environ, "KIT_HOME": str(home)},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def test_kit_mcp_tools_says_which_tools_change_things(tmp_path):
+    out = _kit(tmp_path, "tools", "--search", "keywords")
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
+    assert set(rows) == READS | {"renew_loan"}
+    assert "yes (asks first)" in rows["renew_loan"] and " no " in rows["day_of_week"]
+    out = _kit(tmp_path, "serve", "--folder", str(tmp_path / "no-such-folder"))
+    assert out.returncode != 0 and "not a folder on this computer" in out.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,7 +149,7 @@ def test_http_needs_the_key_and_a_local_host_name(http_server):
     with mcp_tools(url, key=key, timeout=30, verbose=False) as tools:
         assert {t.name for t in tools} == READS | {"renew_loan"}
         assert tools.call("day_of_week", {"date": "2026-12-25"}) == "Friday"
-    with pytest.raises(McpServerFailed):
+    with pytest.raises(McpServerFailed, match="HTTP 401 .the key is wrong"):
         mcp_tools(url, key="not-the-key", timeout=10, start_timeout=20, verbose=False)
     proc.terminate()
     assert key not in proc.communicate(timeout=10)[1]  # the key is never logged

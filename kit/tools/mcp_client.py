@@ -118,6 +118,7 @@ class McpTools(list):
         self.asked: list[tuple[str, str]] = []  # the server's questions, our answers
         self._approved = 0  # calls in flight that a person allowed
         self._fault: str = ""  # what the transport could not read
+        self._refused = 0  # an HTTP server's error status, if it sent one
         self._errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
         self._client, self._stop = None, None
         self._closed = threading.Event()  # the connection task has ended
@@ -158,8 +159,14 @@ class McpTools(list):
             from mcp.client.streamable_http import streamable_http_client
 
             headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+            async def note(response) -> None:  # the SDK's error does not say which
+                if response.status_code >= 400:
+                    self._refused = response.status_code
+
             http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(
-                self.timeout, read=max(self.timeout, 300.0)))
+                self.timeout, read=max(self.timeout, 300.0)),
+                event_hooks={"response": [note]})
             return http, streamable_http_client(self.url, http_client=http)
         from mcp import StdioServerParameters
         from mcp.client.stdio import stdio_client
@@ -252,7 +259,8 @@ class McpTools(list):
                     from exc
             except MCPError as exc:
                 gone = "closed" in str(exc).lower() or self._closed.is_set()
-                problem = (f"did not answer within {timeout:g} s ({what}): it "
+                problem = (self._http_problem(what) if self._refused else
+                           f"did not answer within {timeout:g} s ({what}): it "
                            "hangs" if exc.code == REQUEST_TIMEOUT else
                            f"stopped (crashed or exited) during {what}" if gone else
                            f"answered {what} with an error: {exc}")
@@ -282,6 +290,14 @@ class McpTools(list):
                 if future is not self._ready:
                     future.cancel()
                 raise McpServerFailed(self.label, problem, self.said())
+
+    def _http_problem(self, what: str) -> str:
+        status = self._refused
+        why = {401: "the key is wrong or missing: pass key=..., or set KIT_API_KEY",
+               403: "this host name or web page is not allowed",
+               404: "nothing is served at this path (kit mcp serve uses /mcp)"}
+        return (f"refused {what} with HTTP {status}"
+                + (f" ({why[status]})" if status in why else ""))
 
     # ---- the tools -------------------------------------------------------------
 
