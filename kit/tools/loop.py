@@ -2,8 +2,8 @@
 
 Every step is kept (and printed as it happens). A call repeated with the
 same arguments is not run again, and a step limit stops a model that keeps
-calling tools: either way the model is asked once more, without tools, so
-the run ends with an answer in words. A tool that hangs is given up after
+calling tools: either way the model is asked once more (ONCE_MORE, a user
+message) without tools, so the run ends with an answer in words. A tool that hangs is given up after
 `timeout` seconds, an error is shown to the model as the tool's result, and
 a tool marked with needs_confirmation runs only after a person says yes (a
 no ends the run with a sentence saying what was not done).
