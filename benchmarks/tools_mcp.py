@@ -70,7 +70,8 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=7)
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--skip-qwen", action="store_true")
-    p.add_argument("--search", default="auto", choices=("auto", "meaning", "keywords"))
+    p.add_argument("--search", default="keywords", choices=("auto", "meaning", "keywords"),
+                   help="how the server searches documents (keywords: as notebook 11)")
     p.add_argument("--json", help="also write the figures to this file")
     a = p.parse_args()
     names = [STARTER]

@@ -39,7 +39,7 @@ READS = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 CHANGES = ToolAnnotations(readOnlyHint=False, destructiveHint=False,
                           idempotentHint=False, openWorldHint=False)
 RENEW_DAYS = 14
-SNIPPET = 300  # characters of each passage: three fit a small model's context
+PASSAGE = 1200  # characters at most of each passage (a chunk is ~120 words)
 SEARCHES = ("auto", "meaning", "keywords")
 INSTRUCTIONS = (
     "Tools of a public library: search its catalogue by author or title, list "
@@ -219,7 +219,8 @@ class DocumentSearch:
         except KitError as exc:
             raise ToolError(str(exc)) from exc
         # One passage a paragraph, where it is first: "hours.md, line 3: ...".
-        lines = [f"{h.chunk.where()}: {' '.join(h.chunk.text.split())[:SNIPPET]}"
+        # The whole chunk, not a shorter snippet: the answer may be its end.
+        lines = [f"{h.chunk.where()}: {' '.join(h.chunk.text.split())[:PASSAGE]}"
                  for h in hits]
         return "\n\n".join(lines + [f"Note: {n}" for n in hits.notices]) \
             or "No passage matches."
