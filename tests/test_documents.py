@@ -54,6 +54,26 @@ def test_chunks_remember_file_page_and_line():
     assert [c.where() for c in single] == ["hours.md, line 1", "hours.md, line 2",
                                            "hours.md, line 3", "hours.md, line 3"]
     assert single[3].start == 6 and single[3].end == 7
+    # a one-page PDF is cited by page, as the bundled PDFs are, not "line 1"
+    one_page = chunk_document(Document("flyer.PDF", ("Open on Sundays.",)), 5, 0)
+    assert one_page[0].where() == "flyer.PDF, page 1"
+
+
+def test_a_truncation_warning_names_the_learners_line_not_the_kits(embedding_model_path):
+    import warnings
+
+    import kit
+
+    model = kit.load("all-minilm:l6-v2", quiet=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.embed(["word " * 600])
+    assert caught and caught[0].filename == __file__, caught[0].filename
+    from kit.engines.embed import EmbedStats
+
+    # one slow text on a busy machine read "(0 texts/s)"
+    assert "(20.0 s a text)" in EmbedStats(1, 512, 20.0).line()
+    assert "(150 texts/s)" in EmbedStats(300, 9000, 2.0).line()
 
 
 # ---- BM25 ------------------------------------------------------------------------

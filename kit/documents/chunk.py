@@ -31,7 +31,7 @@ class Chunk:
 
     def where(self) -> str:
         """'report.pdf, page 3' or 'hours.md, line 12'."""
-        if self.pages > 1:
+        if self.pages > 1 or self.file.lower().endswith(".pdf"):  # a PDF has pages
             return f"{self.file}, page {self.page}"
         return f"{self.file}, line {self.line}"
 

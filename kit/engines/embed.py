@@ -44,8 +44,9 @@ class EmbedStats:
     def line(self) -> str:
         rate = self.texts / self.seconds if self.seconds > 0 else 0.0
         cut = f", {len(self.truncated)} truncated" if self.truncated else ""
+        speed = f"{rate:.0f} texts/s" if rate >= 1 or not rate else f"{1 / rate:.1f} s a text"
         return (f"{self.texts} texts, {self.tokens} tokens in {self.seconds:.2f} s "
-                f"({rate:.0f} texts/s){cut}")
+                f"({speed}){cut}")
 
 
 def is_embedding_model(facts) -> bool:
@@ -103,7 +104,19 @@ def report_truncation(name: str, stats: EmbedStats, limit: int) -> None:
         f"{name}'s context of {limit} tokens and were cut to fit: {first}{more}. "
         "Only their beginning is in the vector: split long texts into chunks "
         "(kit.documents does), or pass truncate=False to get an error instead."),
-        stacklevel=3)
+        stacklevel=_outside_kit())
+
+
+def _outside_kit() -> int:
+    """The stack level of the first caller outside the kit, so a warning names
+    the learner's line, not the kit's own."""
+    import sys
+    from pathlib import Path
+
+    kit_dir, frame, level = str(Path(__file__).resolve().parents[1]), sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(kit_dir):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _lock_of(engine) -> threading.Lock:
