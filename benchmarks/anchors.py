@@ -61,7 +61,7 @@ def build_anchors(jobs: int = 2) -> Path:
         print(f"Building llama.cpp's tools from llama-cpp-python {ver}'s sources "
               "(once; about 15 minutes on two cores)...", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--no-binary", ":all:", f"llama-cpp-python=={ver}", "-d", str(tmp)],
+                        "--no-binary", "llama-cpp-python", f"llama-cpp-python=={ver}", "-d", str(tmp)],
                        check=True)
         sdist = next(tmp.glob("llama_cpp_python-*.tar.gz"))
         with tarfile.open(sdist) as tar:

@@ -7,7 +7,7 @@ written three times, right after the same first turn:
 
   fresh   cache=False: the whole prompt read afresh (the reference)
   kit     the default cache: only work a fresh start does bit for bit is
-          reused (the prompt is read in chunks at multiples of 64 tokens)
+          reused (the prompt is read in chunks at multiples of 32 tokens)
   all     cache="all": everything shared is reused, the first answer's
           tokens too, as llama-server does
 

@@ -13,6 +13,7 @@ import pytest
 
 from kit.engines import load
 from kit.engines.batch import Batched
+from kit.engines.llamacpp import CHUNK
 from kit.server import start
 from kit.server.batch import default_parallel
 
@@ -104,7 +105,14 @@ def test_a_slot_keeps_its_conversation_and_lends_it_to_no_one(engine):
                            {"role": "user", "content": "What is the code?"}]
         again = batched.chat(follow, temperature=0, max_tokens=12)
         again.text
-        assert again.stats.prompt_cached >= first.stats.prompt_tokens - 1
+        # greedy: only the first prompt's own work, to a chunk boundary (exact)
+        assert again.stats.prompt_cached == first.stats.prompt_tokens // CHUNK * CHUNK > 0
+        more = follow + [{"role": "assistant", "content": again.text},
+                         {"role": "user", "content": "Thank you."}]
+        sampled = batched.chat(more, temperature=0.8, max_tokens=4)
+        sampled.text  # sampled: everything shared, the last answer included
+        assert sampled.stats.prompt_cached >= \
+            again.stats.prompt_tokens + again.stats.generated_tokens - 4
         other = [{"role": "system", "content": "You are a helpful librarian."},
                  {"role": "user", "content": "Hello, who are you?"}]
         theirs = batched.chat(other, temperature=0, max_tokens=12)

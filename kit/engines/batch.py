@@ -27,7 +27,7 @@ import threading
 from collections import deque
 
 from kit.engines.base import Clock, Sampling, Stream, token_loop
-from kit.engines.llamacpp import import_llama_cpp
+from kit.engines.llamacpp import CHUNK, import_llama_cpp
 from kit.engines.threads import ThreadGovernor
 from kit.errors import EmptyPrompt, KitError, PromptTooLong
 
@@ -65,6 +65,8 @@ class Sequence:
         self.pos = 0
         self.sampled = 0
         self.cached = 0  # prompt tokens found in the slot's cells
+        self.exact = sampling.temperature == 0 or sampling.seed is not None
+        self.exact_upto = 0  # leading cells made as a fresh start makes them
         self.history: list[int] = []  # every token decoded into the slot
         self.chain = None
         self.last = None  # the token to decode next (after the prompt)
@@ -140,25 +142,41 @@ class BatchRunner:
                 seq.out.put(_END)
                 continue
             seq.seq_id = self._slot_for(seq.prompt)
-            body = seq.prompt[:-1]  # the last token is read anew: its logits
-            keep = _common_prefix(self.kept.pop(seq.seq_id, []), body)
+            keep = self._reuse(seq, *self.kept.pop(seq.seq_id, ([], 0)))
             lib.llama_memory_seq_rm(self.mem, seq.seq_id, keep, -1)
             seq.fed = seq.pos = seq.cached = keep
             seq.history = list(seq.prompt[:keep])
             seq.chain = sampler_chain(lib, seq.s, seq.seed, self.n_vocab)
             self.running.append(seq)
 
+    def _reuse(self, seq: Sequence, held: list[int], exact_upto: int) -> int:
+        """How much of the slot's cells `seq` keeps (as the engine's _prefill:
+        a repeatable answer keeps only prompt work done from a fresh start, to
+        a chunk boundary, so it is the answer it would be without the cache)."""
+        n = len(seq.prompt)
+        same = _common_prefix(held, seq.prompt[:n - 1])  # the last token: read anew
+        if not seq.exact:
+            keep = same
+        else:
+            keep = min(same, exact_upto) // CHUNK * CHUNK
+            if n - keep < 2 and keep >= CHUNK:  # never the last token read alone
+                keep -= CHUNK
+        seq.exact_upto = n // CHUNK * CHUNK if keep <= exact_upto and keep % CHUNK == 0 \
+            else min(keep, exact_upto) // CHUNK * CHUNK
+        return keep
+
     def _slot_for(self, prompt: list[int]) -> int:
         """The free slot holding the longest beginning of `prompt` (the one
         free longest if none does)."""
-        best = max(self.free_ids, key=lambda i: _common_prefix(self.kept.get(i, ()), prompt))
-        if not _common_prefix(self.kept.get(best, ()), prompt):
+        held = lambda i: self.kept.get(i, ((), 0))[0]  # noqa: E731
+        best = max(self.free_ids, key=lambda i: _common_prefix(held(i), prompt))
+        if not _common_prefix(held(best), prompt):
             best = self.free_ids[0]
         self.free_ids.remove(best)
         return best
 
     def _leave(self, seq: Sequence, last=_END) -> None:
-        self.kept[seq.seq_id] = seq.history  # its cells stay for the next request
+        self.kept[seq.seq_id] = (seq.history, seq.exact_upto)  # cells kept for the next
         self.lib.llama_sampler_free(seq.chain)
         self.running.remove(seq)
         self.free_ids.append(seq.seq_id)
@@ -219,6 +237,7 @@ class BatchRunner:
         if rc != 0:
             for seq in self.running:  # what the cells hold is unknown now
                 seq.history.clear()
+                seq.exact_upto = 0
                 lib.llama_memory_seq_rm(self.mem, seq.seq_id, -1, -1)
             raise KitError(f"llama.cpp could not decode a batch of {n} tokens "
                            f"(code {rc}): serve fewer at once or a smaller context.")
@@ -301,6 +320,7 @@ class Batched:
             if notice:
                 st.notices.append(notice)
             seq = Sequence(tokens, s, seed, stream)
+            seq.exact = seq.exact or eng.seed is not None  # the model's own seed
             clock = Clock()
             runner.submit(seq)
 

@@ -14,7 +14,7 @@ from kit.errors import EmptyPrompt, EngineMissing, KitError, PromptTooLong
 
 # The prompt is read in chunks starting at multiples of this many tokens
 # (see LlamaCppEngine._prefill: why the same chunks make reuse exact).
-CHUNK = 64
+CHUNK = 32
 
 # Used when a model file has no chat template of its own; we say so.
 FALLBACK_TEMPLATE = (
@@ -252,33 +252,35 @@ class LlamaCppEngine(Engine):
 
     # -- the prompt cache -------------------------------------------------------
     def _prefill(self, tokens: list[int], cache: bool, exact: bool) -> int:
-        """Read all but the last prompt token, reusing the previous call's work
+        """Read the prompt into the context, reusing the previous call's work
         on a shared beginning; return how many tokens were reused.
 
-        The prompt is read in chunks that start at multiples of CHUNK, and
-        the last token alone. llama.cpp's arithmetic for a token depends a
-        little on the batch it is read in, so only work done in those same
-        chunks (`_exact`: that many leading positions) is reused when `exact`;
-        the answer is then bit for bit the one a fresh start gives. Otherwise
-        everything shared is reused, the last answer's tokens too (as
-        llama-server does).
+        The prompt is read in chunks that start at multiples of CHUNK.
+        llama.cpp's arithmetic for a token depends a little on the batch it is
+        read in (one token alone is summed in another order than 32), so when
+        `exact`, only work done in those same chunks is reused (`_exact`: that
+        many leading positions), and the answer is bit for bit the one a fresh
+        start gives. Otherwise everything shared is reused, the last answer's
+        tokens too (as llama-server does). The last token is always read anew:
+        its logits choose the first token of the answer.
         """
-        llm, body = self.llm, tokens[:-1]
+        llm, n = self.llm, len(tokens)
         if llm.n_tokens != self._left_at:  # the context was used elsewhere since
             self._exact, self._left_at = 0, -1
-        same = _common_prefix(llm.input_ids[: llm.n_tokens], body) if cache else 0
+        same = min(_common_prefix(llm.input_ids[: llm.n_tokens], tokens), n - 1) \
+            if cache else 0
         keep = min(same, self._exact) // CHUNK * CHUNK if exact else same
         if keep == 0:
             llm.reset()
         llm.n_tokens = keep  # llama-cpp-python clears the KV cells after it
         canonical = min(keep, self._exact)
         if keep == canonical and keep % CHUNK == 0:  # the chunks go on as from fresh
-            canonical = len(body) // CHUNK * CHUNK
+            canonical = n // CHUNK * CHUNK
         self._exact = canonical // CHUNK * CHUNK
         pos = keep
-        while pos < len(body):
-            end = min(len(body), (pos // CHUNK + 1) * CHUNK)
-            llm.eval(body[pos:end])
+        while pos < n:
+            end = min(n, (pos // CHUNK + 1) * CHUNK)
+            llm.eval(tokens[pos:end])
             pos = end
         self._left_at = llm.n_tokens
         return keep
@@ -315,8 +317,6 @@ class LlamaCppEngine(Engine):
         if len(tokens) >= self.n_ctx:
             raise PromptTooLong(len(tokens), self.n_ctx)
         self._prefill(tokens, self.cache, exact=True)  # the same figures either way
-        self.llm.eval(tokens[-1:])
-        self._left_at = self.llm.n_tokens
         return self._last_logits().copy()
 
     def next_tokens(self, text_or_messages, k: int = 10):
