@@ -144,11 +144,11 @@ def run_tools(model, messages, tools, max_steps: int = 5, timeout: float = 10.0,
             extra += (f" [cut off: {STOP_REASONS[run.finish_reason]} after "
                       f"{answer.stats.generated_tokens} tokens; raise max_tokens "
                       "for the rest]")
-        if not text:
-            last = next((m["content"] for m in reversed(run.messages)
-                         if m["role"] == "tool"), "")
-            text = ("The model wrote no answer in words. The last tool result "
-                    f"was: {last}" if last else "The model wrote no answer in words.")
+        if not text:  # said plainly; the results stay out of it, so nothing
+            # the model did not write can pass for its answer
+            calls = len([s for s in run.steps if s.kind == "call"])
+            text = (f"The model wrote no answer in words after {calls} tool "
+                    f"call{'s' * (calls != 1)}; the results are in run.messages.")
             extra += " [no words: the kit says so instead]"
         note(Step(n, "answer", f"model answers: {text}{extra}", raw=answer.raw))
         run.answer, run.stopped = text, how
