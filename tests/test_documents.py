@@ -551,3 +551,72 @@ def test_dashboard_is_listed():
     from kit.commands.dashboard import DASHBOARDS, dashboard_path
 
     assert "documents" in DASHBOARDS and dashboard_path("documents").is_file()
+
+
+# ---- notebook 08: what its text says agrees with what its cells compute --------
+
+
+def _nb08():
+    nb = json.loads((bundled_folder().parents[3] / "notebooks"
+                     / "08_ask_your_documents.ipynb").read_text())
+    return {c["id"]: "".join(c["source"]) for c in nb["cells"]}
+
+
+@pytest.fixture(scope="module")
+def bundled_index(tmp_path_factory, embedding_model_path):
+    return index_folder(bundled_folder(), progress=False,
+                        home=tmp_path_factory.mktemp("bundled-ix"))
+
+
+def test_notebook_08_sentences_text_matches_their_similarities(embedding_model_path):
+    import ast
+
+    import kit
+
+    cells = _nb08()
+    sentences = ast.literal_eval(cells["08-005"].split("sentences = ", 1)[1]
+                                 .split("\nvectors", 1)[0])
+    vectors = kit.load("all-minilm:l6-v2", quiet=True).embed(sentences)
+    similarity = vectors @ vectors.T
+    nearest = (similarity - 2 * np.eye(len(sentences))).argmax(axis=1) + 1
+    said = re.search(r"sentence 1 .*?is closest to sentence (\d)", cells["08-013"], re.S)
+    assert said and int(said.group(1)) == nearest[0], nearest
+    assert "only then to sentence 2" in cells["08-013"]
+    assert sorted(similarity[0])[-3] == similarity[0, 1]  # second closest, after 3
+    assert max(similarity[0, 3:5]) < similarity[0, 1]  # far from the cat
+    # the plot's pairs: each sentence's nearest neighbour in the 2-D picture
+    centred = vectors - vectors.mean(axis=0)
+    xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+    dist = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + 99 * np.eye(len(xy))
+    for a, b in re.findall(r"\((\d) and (\d)\)", cells["08-009"]):
+        a, b = int(a) - 1, int(b) - 1
+        assert dist[a].argmin() == b and dist[b].argmin() == a, (a + 1, b + 1)
+
+
+def test_notebook_08_search_text_matches_the_results(bundled_index):
+    from kit.documents.snippet import show
+
+    cells = {cid: " ".join(text.split()) for cid, text in _nb08().items()}
+    question = "Can I bring my dog into the library?"
+    assert f'question = "{question}"' in cells["08-026"]
+    by_meaning = bundled_index.search(question, k=3)
+    assert "service animals" in by_meaning[0].chunk.text
+    assert "service animals" in show(by_meaning, question, bundled_index)  # in the snippet
+    by_words = bundled_index.search(question, k=3, method="bm25")
+    top = by_words[0].chunk
+    assert top.file == "new-members-faq.md" and "answers for new members" in cells["08-029"]
+    counts = {"four": 4, "three": 3, "five": 5}
+    n = re.search(r'has "my" (\w+) times', cells["08-029"]).group(1)
+    assert words(top.text).count("my") == counts[n]
+    assert "animal" not in top.text.lower()
+    phone = show(bundled_index.search("555-0147", k=1, method="bm25"), "555-0147")
+    assert "[555]-[0147]" in phone
+    what = sum("what" in set(words(c.text)) for c in bundled_index.chunks)
+    assert f"it is in {what} of the {len(bundled_index.chunks)} chunks" in cells["08-058"]
+    text = cells["08-049"]
+    parking = bundled_index.search("Can I pay my parking ticket here?", k=1)[0].score
+    wifi = bundled_index.search("What is the Wi-Fi network called, and is there a "
+                                "password?", k=1)[0].score
+    assert f"(about {parking:.2f})" in text and f"scores about {wifi:.2f}" in text
+    weak = bundled_index.search("Who won the last football world cup?", k=2)
+    assert weak[0].score < 0.25 and "below 0.25" in cells["08-047"]
