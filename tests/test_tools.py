@@ -516,6 +516,10 @@ def test_notebook_09_text_matches_its_figures_and_rows():
     db.close()
     assert "twelve questions" in text and len(TASKS) == 12
     assert "up to four at once" in text and MAX_PARALLEL == 4
+    from kit.tools import check
+
+    lines = len(Path(check.__file__).read_text().splitlines())
+    assert "about 200 lines in `kit/tools/check.py`" in text and 180 <= lines <= 220
     # "the opposite of the rows above": the rows the notebook prints
     ns = {"check_answer": check_answer}
     rows = run_cells(ns, "c09-18")
