@@ -541,10 +541,18 @@ def test_widget_indexes_asks_and_shows_sources(small_folder, embedding_model_pat
     w.wait()
     assert w.result is not None and "loans.txt" in w.sources.value
     assert w.prompt.value == w.result.prompt and w.answer_box.value
+    # the wait is explained step by step, not one "Searching, then asking..."
+    steps = " | ".join(w.status_log)
+    assert "Searching the documents" in steps
+    assert re.search(r"smollm2:135m is reading the prompt: \d+ tokens", steps), steps
+    assert "is writing the answer" in steps
+    working = w.index
     w.folder.value = str(small_folder / "missing")
     w.build()
     w.wait()
-    assert "does not exist" in w.report.value and w.ask_button.disabled
+    # a failed re-index keeps the working index: questions still have answers
+    assert "does not exist" in w.report.value and "is kept" in w.report.value
+    assert w.index is working and not w.ask_button.disabled
 
 
 def test_dashboard_is_listed():

@@ -156,15 +156,18 @@ def check_claims(claims: list[Claim], n_sources: int) -> list[str]:
 
 def answer(question: str, index, model=None, k: int = 3, method: str = "embeddings",
            max_tokens: int = 160, temperature: float = 0.0, on_text=None,
-           **sampling) -> Answer:
+           on_status=None, **sampling) -> Answer:
     """Search the index, then ask the chat model to answer from the top k chunks.
 
     model: a kit model name or a loaded model (default: qwen2.5-coder:1.5b
     when installed, else the starter model, which often ignores its sources).
-    on_text(text_so_far) is called as the answer is written (a dashboard's view).
+    on_text(text_so_far) is called as the answer is written (a dashboard's view);
+    on_status(line) with what is being done: searching, reading the prompt, writing.
     """
     from kit.engines import load
 
+    say = on_status or (lambda line: None)
+    say("Searching the documents...")
     hits = index.search(question, k=k, method=method)
     messages = build_messages(question, list(hits))
     if not hits:  # nothing to answer from: asking would only invite a guess
@@ -172,9 +175,14 @@ def answer(question: str, index, model=None, k: int = 3, method: str = "embeddin
                       getattr(model, "name", model or chat_model_name()), [],
                       hits.notices + ["Nothing matched, so no model was asked."])
     if model is None or isinstance(model, str):
+        say(f"Loading {model or chat_model_name()}...")
         model = load(model or chat_model_name())
     fmt = getattr(model, "format_chat", None)
     prompt = fmt(messages) if fmt else "\n\n".join(m["content"] for m in messages)
+    name = getattr(model, "name", str(model))
+    if hasattr(model, "tokenize"):
+        say(f"{name} is reading the prompt: {len(model.tokenize(prompt))} tokens "
+            f"(the {len(hits)} sources and the question)...")
     stream = model.chat(messages, max_tokens=max_tokens, temperature=temperature,
                         **sampling)
     parts = []
@@ -182,6 +190,8 @@ def answer(question: str, index, model=None, k: int = 3, method: str = "embeddin
         parts.append(piece)
         if on_text:
             on_text("".join(parts))
+        if len(parts) == 1 or len(parts) % 8 == 0:
+            say(f"{name} is writing the answer: {len(parts)} tokens so far...")
     text = "".join(parts)
     claims = split_claims(text, list(hits))
     notices = list(hits.notices)

@@ -58,6 +58,7 @@ class DocumentsWidget(W.VBox):
 
         self.index = None
         self.result = None  # the last Answer
+        self.status_log: list[str] = []  # every status line shown, in order
         self._thread: threading.Thread | None = None
         self.folder = W.Text(value=str(folder or bundled_folder()), description="Folder",
                              layout=W.Layout(width="70%"))
@@ -146,9 +147,11 @@ class DocumentsWidget(W.VBox):
             self.report.value = (f"{html.escape(rep.line())}."
                                  + (f" Skipped:<ul>{skipped}</ul>" if skipped else "")
                                  + notes_html(notes))
-        except KitError as exc:
-            self.index = None
-            self.report.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+        except KitError as exc:  # the working index, if any, stays in use
+            kept = ("" if self.index is None else " The index of "
+                    f"{html.escape(str(self.index.folder))} is kept: questions still use it.")
+            self.report.value = (f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+                                 + kept)
         finally:
             self._done()
 
@@ -162,6 +165,10 @@ class DocumentsWidget(W.VBox):
             return False
         return self._start(self._answer, text)
 
+    def _show_status(self, line: str) -> None:
+        self.status.value = html.escape(line)
+        self.status_log.append(line)
+
     def _show_text(self, text: str) -> None:
         self.answer_box.value = f"<p>{html.escape(text)}</p>"
 
@@ -170,10 +177,10 @@ class DocumentsWidget(W.VBox):
 
         try:
             self.notes.value = self.sources.value = self.answer_box.value = ""
-            self.status.value = f"Searching, then asking {html.escape(self.model_pick.value)}..."
             self.result = answer(text, self.index, model=self.model_pick.value,
                                  k=self.k.value, method=self.method.value,
-                                 max_tokens=self.max_tokens, on_text=self._show_text)
+                                 max_tokens=self.max_tokens, on_text=self._show_text,
+                                 on_status=self._show_status)
             r = self.result
             self._show_text(r.text.strip() or "(no answer)")
             cited = {n for c in r.claims for n in c.sources}
