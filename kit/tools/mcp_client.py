@@ -95,8 +95,8 @@ class McpTools(list):
     """The tools of one MCP server (a list of kit Tools) and its connection.
 
     timeout: seconds for each answer; start_timeout: for starting and the
-    handshake. key: sent as Authorization: Bearer to a URL (default
-    $KIT_API_KEY). env: extra environment variables for a stdio server (it
+    handshake. key: sent as Authorization: Bearer to a URL (only when
+    given). env: extra environment variables for a stdio server (it
     inherits only PATH, HOME and a few more, plus KIT_HOME and HF_HOME).
     """
 
@@ -110,7 +110,8 @@ class McpTools(list):
             server.startswith(("http://", "https://")) else None
         self.command = None if self.url else self._command(server)
         self.label = self.url or shlex.join(self.command)
-        self.key = key if key is not None else os.environ.get("KIT_API_KEY", "")
+        # sent only when given: a room's key must not go to every URL tried
+        self.key = key or ""
         self.env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         self.env.update(env or {})
         self.cwd = cwd
@@ -293,7 +294,7 @@ class McpTools(list):
 
     def _http_problem(self, what: str) -> str:
         status = self._refused
-        why = {401: "the key is wrong or missing: pass key=..., or set KIT_API_KEY",
+        why = {401: "the key is wrong or missing: pass key=... (the server's key)",
                403: "this host name or web page is not allowed",
                404: "nothing is served at this path (kit mcp serve uses /mcp)"}
         return (f"refused {what} with HTTP {status}"
