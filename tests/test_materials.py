@@ -452,7 +452,9 @@ def _schedule(title: str) -> list[list[str]]:
     return [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
 
 
-@pytest.mark.parametrize("title, total", [("90 minutes", 90), ("3 hours", 180)])
+@pytest.mark.parametrize("title, total", [("90 minutes", 90), ("3 hours", 180),
+                                          ("60 minutes: use it", 60),
+                                          ("A full day", 450)])
 def test_schedules_add_up_and_start_times_follow(title, total):
     rows = _schedule(title)
     assert sum(int(r[1]) for r in rows) == total
