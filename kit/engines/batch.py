@@ -27,7 +27,7 @@ import threading
 from collections import deque
 
 from kit.engines.base import Clock, Sampling, Stream, token_loop
-from kit.engines.llamacpp import CHUNK, import_llama_cpp
+from kit.engines.llamacpp import CHUNK, common_prefix, import_llama_cpp
 from kit.engines.threads import ThreadGovernor
 from kit.errors import EmptyPrompt, KitError, PromptTooLong
 
@@ -154,7 +154,7 @@ class BatchRunner:
         a repeatable answer keeps only prompt work done from a fresh start, to
         a chunk boundary, so it is the answer it would be without the cache)."""
         n = len(seq.prompt)
-        same = _common_prefix(held, seq.prompt[:n - 1])  # the last token: read anew
+        same = common_prefix(held, seq.prompt[:n - 1])  # the last token: read anew
         if not seq.exact:
             keep = same
         else:
@@ -169,8 +169,8 @@ class BatchRunner:
         """The free slot holding the longest beginning of `prompt` (the one
         free longest if none does)."""
         held = lambda i: self.kept.get(i, ((), 0))[0]  # noqa: E731
-        best = max(self.free_ids, key=lambda i: _common_prefix(held(i), prompt))
-        if not _common_prefix(held(best), prompt):
+        best = max(self.free_ids, key=lambda i: common_prefix(held(i), prompt))
+        if not common_prefix(held(best), prompt):
             best = self.free_ids[0]
         self.free_ids.remove(best)
         return best
@@ -345,15 +345,6 @@ class Batched:
             clock.finish(st, reason, len(tokens) - seq.cached, runner.n_ctx_seq)
 
         return Stream(run)
-
-
-def _common_prefix(a, b) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _wants_probs(kw: dict) -> bool:

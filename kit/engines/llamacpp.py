@@ -267,7 +267,7 @@ class LlamaCppEngine(Engine):
         llm, n = self.llm, len(tokens)
         if llm.n_tokens != self._left_at:  # the context was used elsewhere since
             self._exact, self._left_at = 0, -1
-        same = min(_common_prefix(llm.input_ids[: llm.n_tokens], tokens), n - 1) \
+        same = min(common_prefix(llm.input_ids[: llm.n_tokens], tokens), n - 1) \
             if cache else 0
         keep = min(same, self._exact) // CHUNK * CHUNK if exact else same
         if keep == 0:
@@ -365,7 +365,8 @@ class LlamaCppEngine(Engine):
         return f"{where}, {threads}, context {self.n_ctx}"
 
 
-def _common_prefix(a, b) -> int:
+def common_prefix(a, b) -> int:
+    """How many leading items a and b share."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
