@@ -229,10 +229,10 @@ class LlamaCppEngine(Engine):
         # cache="all" reuses everything shared regardless (as llama-server does).
         cache = self.cache if cache is None else cache
         exact = (s.temperature == 0 or seed is not None) and cache != "all"
+        clock = Clock()  # the time to the first token counts the prompt's reading
         st.prompt_cached = self._prefill(tokens, bool(cache), exact)
         # An unset seed means a fresh random one each call, never the last one used.
         llm.set_seed(seed if seed is not None else self._random_seed)
-        clock = Clock()
         gen = llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
                            temp=s.temperature, repeat_penalty=s.repeat_penalty,
                            grammar=grammar)  # a JSON schema's: see kit.structured
