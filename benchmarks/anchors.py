@@ -111,9 +111,7 @@ def stream(url: str, model: str, prompt: str, max_tokens: int):
             first = first or time.perf_counter()
             if line.startswith("data: {"):
                 chunk = json.loads(line[6:])
-                n = (chunk.get("usage") or {}).get("completion_tokens", n) or n
-                if not chunk.get("usage") and chunk["choices"] and chunk["choices"][0]["text"]:
-                    n = max(n, 0)
+                n = (chunk.get("usage") or {}).get("completion_tokens", n) or n  # the server's count
     return n, time.perf_counter() - t0, first - t0
 
 
