@@ -27,7 +27,7 @@ import threading
 from collections import deque
 
 from kit.engines.base import Clock, Sampling, Stream, token_loop
-from kit.engines.llamacpp import CHUNK, common_prefix, import_llama_cpp
+from kit.engines.llamacpp import common_prefix, import_llama_cpp, plan_reuse
 from kit.engines.threads import ThreadGovernor
 from kit.errors import EmptyPrompt, KitError, PromptTooLong
 
@@ -155,14 +155,8 @@ class BatchRunner:
         a chunk boundary, so it is the answer it would be without the cache)."""
         n = len(seq.prompt)
         same = common_prefix(held, seq.prompt[:n - 1])  # the last token: read anew
-        if not seq.exact:
-            keep = same
-        else:
-            keep = min(same, exact_upto) // CHUNK * CHUNK
-            if n - keep < 2 and keep >= CHUNK:  # never the last token read alone
-                keep -= CHUNK
-        seq.exact_upto = n // CHUNK * CHUNK if keep <= exact_upto and keep % CHUNK == 0 \
-            else min(keep, exact_upto) // CHUNK * CHUNK
+        # a fresh prompt is read in one step with others: never its last token alone
+        keep, seq.exact_upto = plan_reuse(same, exact_upto, n, seq.exact, min_left=2)
         return keep
 
     def _slot_for(self, prompt: list[int]) -> int:

@@ -269,14 +269,10 @@ class LlamaCppEngine(Engine):
             self._exact, self._left_at = 0, -1
         same = min(common_prefix(llm.input_ids[: llm.n_tokens], tokens), n - 1) \
             if cache else 0
-        keep = min(same, self._exact) // CHUNK * CHUNK if exact else same
+        keep, self._exact = plan_reuse(same, self._exact, n, exact)
         if keep == 0:
             llm.reset()
         llm.n_tokens = keep  # llama-cpp-python clears the KV cells after it
-        canonical = min(keep, self._exact)
-        if keep == canonical and keep % CHUNK == 0:  # the chunks go on as from fresh
-            canonical = n // CHUNK * CHUNK
-        self._exact = canonical // CHUNK * CHUNK
         pos = keep
         while pos < n:
             end = min(n, (pos // CHUNK + 1) * CHUNK)
@@ -363,6 +359,23 @@ class LlamaCppEngine(Engine):
         if self.governor is not None:
             threads = f"up to {threads}"  # fewer while other programs are busy
         return f"{where}, {threads}, context {self.n_ctx}"
+
+
+def plan_reuse(same: int, exact_upto: int, n: int, exact: bool,
+               min_left: int = 1) -> tuple[int, int]:
+    """For a prompt of n tokens whose first `same` are cached: how many to
+    keep, and how many leading positions are then read exactly as a fresh
+    start reads them (see LlamaCppEngine._prefill). A repeatable answer keeps
+    only exact work to a chunk boundary, leaving at least `min_left` to read."""
+    if exact:
+        keep = min(same, exact_upto) // CHUNK * CHUNK
+        if n - keep < min_left and keep >= CHUNK:
+            keep -= CHUNK
+    else:
+        keep = same
+    if keep <= exact_upto and keep % CHUNK == 0:  # the chunks go on as from fresh
+        return keep, n // CHUNK * CHUNK
+    return keep, min(keep, exact_upto) // CHUNK * CHUNK
 
 
 def common_prefix(a, b) -> int:
